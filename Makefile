@@ -1,0 +1,47 @@
+# reelbot: `make demo` renders examples/demo.md offline; `make test` runs every check.
+# Both install what is missing first: Debian packages (when root) and a virtualenv in .venv.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+APT_PACKAGES := ffmpeg espeak-ng fonts-noto-cjk fonts-dejavu-core
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint bench system-deps deps clean
+
+demo: deps
+	$(BIN)/reelbot render examples/demo.md -o out/demo.mp4
+
+test: deps lint
+	$(BIN)/pytest -q
+
+lint: deps
+	$(BIN)/ruff check pipeline bot tests bench
+	$(BIN)/ruff format --check pipeline bot tests bench
+	$(BIN)/mypy
+
+bench: deps
+	$(BIN)/python -m bench
+
+deps: system-deps $(STAMP)
+
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else \
+	    echo "please install:$$missing (e.g. sudo apt-get install$$missing)"; exit 1; \
+	  fi; \
+	fi
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) out data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,53 @@
+"""Content-addressed artifacts: a file's name is the hash of everything that made it.
+
+A finished artifact is written under a temporary name and renamed, so a file that exists
+under its final name is complete. Re-rendering an unchanged scene, or resuming after a crash,
+finds its artifacts here instead of making them again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ArtifactCache", "content_key"]
+
+
+def content_key(kind: str, **fields: Any) -> str:
+    blob = json.dumps({"kind": kind, **fields}, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+
+
+class ArtifactCache:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, kind: str, key: str, suffix: str) -> Path:
+        return self.root / kind / key[:2] / f"{key}{suffix}"
+
+    def lookup(self, kind: str, key: str, suffix: str) -> Path | None:
+        path = self.path(kind, key, suffix)
+        if path.is_file() and path.stat().st_size > 0:
+            os.utime(path)  # recently used: last to be evicted
+            return path
+        return None
+
+    @asynccontextmanager
+    async def writing(self, kind: str, key: str, suffix: str) -> AsyncIterator[Path]:
+        """Yield a temporary path to write; on success it becomes the artifact atomically."""
+        final = self.path(kind, key, suffix)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        temp = final.with_name(f".{final.stem}.{uuid.uuid4().hex[:8]}.part{suffix}")
+        try:
+            yield temp
+            if not temp.is_file() or temp.stat().st_size == 0:
+                raise FileNotFoundError(f"nothing was written to {temp.name}")
+            temp.replace(final)
+        finally:
+            temp.unlink(missing_ok=True)

@@ -1,0 +1,64 @@
+"""`reelbot doctor`: is this machine ready to render?"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+
+from .config import Settings, load_settings
+from .errors import ConfigError
+from .images.card import FONT_FILES
+
+__all__ = ["run_doctor"]
+
+
+def run_doctor(config: Path | None, console: Console) -> int:
+    problems = 0
+
+    def report(ok: bool, what: str, detail: str) -> None:
+        nonlocal problems
+        problems += not ok
+        mark = "[green]✓[/]" if ok else "[red]✗[/]"
+        console.print(f"{mark} {what}: {escape(detail)}", highlight=False)
+
+    for program in ("ffmpeg", "ffprobe", "espeak-ng"):
+        path = shutil.which(program)
+        report(path is not None, program, _version(program) if path else "not installed")
+    report("libx264" in _output(["ffmpeg", "-hide_banner", "-encoders"]), "H.264 encoder",
+           "libx264")  # fmt: skip
+    font = next((f for f in FONT_FILES if Path(f).is_file()), None)
+    report(font is not None, "font", font or "no Noto/DejaVu font; cards use a fallback")
+    try:
+        settings: Settings | None = load_settings(config)
+        report(True, "config", str(config) if config else "built-in defaults")
+    except ConfigError as exc:
+        settings = None
+        report(False, "config", str(exc))
+    if settings is not None:
+        key = settings.secrets.together_api_key
+        provider = settings.image_provider
+        detail = f"{provider} ({settings.images.model})" if provider == "together" else provider
+        if provider == "card":
+            detail += " — offline storyboard cards; set TOGETHER_API_KEY for FLUX images"
+        report(provider != "together" or key is not None, "images", detail)
+        report(True, "speech", f"{settings.tts.provider}, voice {settings.tts.voice}")
+        report(True, "data", str(settings.storage.data_dir.resolve()))
+    console.print("ready to render" if not problems else f"{problems} problem(s) found")
+    return 0 if not problems else 1
+
+
+def _output(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)  # noqa: S603
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout + done.stderr
+
+
+def _version(program: str) -> str:
+    lines = _output([program, "--version"]).strip().splitlines()
+    return lines[0][:80] if lines else "installed"

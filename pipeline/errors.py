@@ -1,0 +1,80 @@
+"""Every error reelbot shows a user, in one hierarchy.
+
+    ReelbotError                 message is written for the person who asked for the render
+     ├── ConfigError             the configuration file or environment is wrong
+     ├── ScriptError             the script cannot be read (names the line and scene)
+     ├── ProviderError           a remote or local generator failed
+     │    ├── TTSError
+     │    └── ImageError
+     ├── MediaError              ffmpeg / ffprobe / espeak-ng failed (keeps stderr for logs)
+     └── SceneFailed             a scene failed at one stage (wraps one of the above)
+
+Front ends print `str(error)`; none of these messages contain a secret or a traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "ImageError",
+    "MediaError",
+    "ProviderError",
+    "ReelbotError",
+    "SceneFailed",
+    "ScriptError",
+    "TTSError",
+]
+
+
+class ReelbotError(Exception):
+    """Base class: `str(err)` is a message fit to show a user."""
+
+
+class ConfigError(ReelbotError):
+    pass
+
+
+class ScriptError(ReelbotError):
+    """A script that cannot be rendered; always carries the line it concerns."""
+
+    def __init__(self, problem: str, *, line: int, scene: int | None = None) -> None:
+        self.problem = problem
+        self.line = line
+        self.scene = scene
+        where = f"line {line}" + (f" (scene {scene})" if scene is not None else "")
+        super().__init__(f"{where}: {problem}")
+
+
+class ProviderError(ReelbotError):
+    """A generator failed. `retryable` tells whether trying again later may help."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        self.retryable = retryable
+        super().__init__(message)
+
+
+class TTSError(ProviderError):
+    pass
+
+
+class ImageError(ProviderError):
+    pass
+
+
+class MediaError(ReelbotError):
+    """A local media program failed; `detail` holds the tail of its stderr for the logs."""
+
+    def __init__(self, message: str, *, detail: str = "") -> None:
+        self.detail = detail
+        super().__init__(message)
+
+
+class SceneFailed(ReelbotError):
+    """One scene failed at one stage ("audio", "image" or "clip")."""
+
+    def __init__(self, scene: int, stage: str, cause: Exception) -> None:
+        self.scene = scene
+        self.stage = stage
+        self.cause = cause
+        reason = str(cause) if isinstance(cause, ReelbotError) else "an unexpected error"
+        super().__init__(f"scene {scene}, {stage}: {reason}")

@@ -1,0 +1,85 @@
+"""A render plan: a script with every default resolved, ready to run.
+
+Seeds are fixed here, from the scene's own seed or derived from its prompt, so a re-render or a
+resumed render asks for exactly the same image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from .aspect import Aspect, Size
+from .config import Settings
+from .images.base import ImageRequest
+from .script import Script
+
+__all__ = ["RenderPlan", "ScenePlan", "derive_seed", "merge_negative", "plan_render"]
+
+
+@dataclass(frozen=True)
+class ScenePlan:
+    number: int
+    narration: str
+    voice: str
+    speed: float
+    image: ImageRequest
+
+
+@dataclass(frozen=True)
+class RenderPlan:
+    title: str
+    aspect: Aspect
+    frame: Size
+    scenes: tuple[ScenePlan, ...]
+
+
+def derive_seed(prompt: str) -> int:
+    return int.from_bytes(hashlib.sha256(prompt.encode("utf-8")).digest()[:4], "big") % 2**31
+
+
+def merge_negative(*parts: str | None) -> str:
+    """Join comma-separated negative prompts, most general first, without repeating a term."""
+    seen: dict[str, str] = {}
+    for part in parts:
+        for term in (part or "").split(","):
+            cleaned = " ".join(term.split())
+            if cleaned and cleaned.lower() not in seen:
+                seen[cleaned.lower()] = cleaned
+    return ", ".join(seen.values())
+
+
+def plan_render(
+    script: Script,
+    settings: Settings,
+    *,
+    aspect: Aspect | None = None,
+    voice: str | None = None,
+    title: str | None = None,
+) -> RenderPlan:
+    """Resolve a script. Explicit arguments (a front end's options) beat the script's header,
+    which beats the config."""
+    chosen = aspect or script.aspect or settings.video.aspect
+    size = settings.images.size_for(chosen)
+    scenes = tuple(
+        ScenePlan(
+            number=scene.number,
+            narration=scene.narration,
+            voice=voice or scene.voice or script.voice or settings.tts.voice,
+            speed=settings.tts.speed,
+            image=ImageRequest(
+                scene=scene.number,
+                prompt=scene.image_prompt,
+                negative_prompt=merge_negative(
+                    settings.images.negative_prompt, script.negative_prompt, scene.negative_prompt
+                ),
+                width=size.width,
+                height=size.height,
+                seed=scene.seed if scene.seed is not None else derive_seed(scene.image_prompt),
+                steps=settings.images.steps,
+                model=settings.images.model,
+            ),
+        )
+        for scene in script.scenes
+    )
+    return RenderPlan(title=title or script.title, aspect=chosen, frame=chosen.frame, scenes=scenes)
