@@ -86,6 +86,9 @@ class Renderer:
         self.encoder_slot = encoder_slot or asyncio.Semaphore(settings.video.encoder_slots)
         self.events: list[ProgressEvent] = []
         self._t0 = time.monotonic()
+        # Set when a scene has failed: work still waiting for a slot stops instead of
+        # spending a paid image request on a render that is already lost.
+        self._failing = False
 
     # ------------------------------------------------------------ events
 
@@ -112,6 +115,7 @@ class Renderer:
         clip (the old model, kept for benchmarks)."""
         self._t0 = time.monotonic()
         self.events = []
+        self._failing = False
         self._emit(JobStarted(0.0, plan.title, len(plan.scenes)))
         try:
             if sequential:
@@ -205,6 +209,7 @@ class Renderer:
 
         async def make() -> Path:
             async with self.image_slot:
+                self._stop_if_failing()
                 self._scene_event(scene.number, Stage.IMAGE, Status.STARTED, seed=seed)
                 async with self.cache.writing("image", key, ".png") as temp:
                     await self.images.generate(request, temp)
@@ -234,6 +239,7 @@ class Renderer:
 
         async def make() -> None:
             async with self.encoder_slot:
+                self._stop_if_failing()
                 self._scene_event(scene.number, Stage.CLIP, Status.STARTED)
                 async with self.cache.writing("clip", key, ".mp4") as temp:
                     await encode_clip(spec, temp, scene=scene.number)
@@ -242,6 +248,11 @@ class Renderer:
         self._scene_event(scene.number, Stage.CLIP, Status.DONE, path=done.clip,
                           seconds=spec.seconds)  # fmt: skip
         return done
+
+    def _stop_if_failing(self) -> None:
+        if self._failing:
+            # The task group is about to cancel this task anyway; stop before doing work.
+            raise asyncio.CancelledError
 
     async def _stage(self, scene: int, stage: Stage, work: Awaitable[T]) -> T:
         """Await one stage of one scene; any failure becomes SceneFailed naming both."""
@@ -254,6 +265,7 @@ class Renderer:
                 log.exception("scene %d, %s: unexpected error", scene, stage)
             elif getattr(exc, "detail", ""):
                 log.error("scene %d, %s: %s\n%s", scene, stage, exc, exc.detail)  # type: ignore[attr-defined]
+            self._failing = True
             self._scene_event(scene, stage, Status.FAILED, message=str(exc))
             raise SceneFailed(scene, stage.value, exc) from exc
 
