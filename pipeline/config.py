@@ -18,6 +18,7 @@ from .aspect import Aspect, Size
 from .errors import ConfigError
 
 __all__ = [
+    "ConfigSection",
     "ImagesConfig",
     "LimitsConfig",
     "Secrets",
@@ -29,11 +30,11 @@ __all__ = [
 ]
 
 
-class _Section(BaseModel):
+class ConfigSection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ImagesConfig(_Section):
+class ImagesConfig(ConfigSection):
     # "auto": Together.ai when TOGETHER_API_KEY is set, otherwise offline storyboard cards.
     provider: Literal["auto", "together", "card"] = "auto"
     base_url: str = "https://api.together.xyz/v1"
@@ -54,7 +55,7 @@ class ImagesConfig(_Section):
         return Size(self.width or default.width, self.height or default.height)
 
 
-class TTSConfig(_Section):
+class TTSConfig(ConfigSection):
     provider: Literal["espeak", "openai"] = "espeak"
     base_url: str = "http://127.0.0.1:8880/v1"
     model: str = "kokoro"
@@ -66,7 +67,7 @@ class TTSConfig(_Section):
     fallback_to_espeak: bool = False
 
 
-class VideoConfig(_Section):
+class VideoConfig(ConfigSection):
     aspect: Aspect = Aspect.PORTRAIT
     fps: int = Field(30, ge=10, le=60)
     pad_seconds: float = Field(0.4, ge=0, le=5)
@@ -83,11 +84,11 @@ class VideoConfig(_Section):
         return self.encoders or os.cpu_count() or 1
 
 
-class StorageConfig(_Section):
+class StorageConfig(ConfigSection):
     data_dir: Path = Path("data")
 
 
-class LimitsConfig(_Section):
+class LimitsConfig(ConfigSection):
     max_scenes: int = Field(60, ge=1)
     max_chars_per_scene: int = Field(1000, ge=10)
     max_script_bytes: int = Field(256 * 1024, ge=100)

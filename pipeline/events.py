@@ -20,6 +20,8 @@ __all__ = [
     "SceneEvent",
     "Stage",
     "Status",
+    "event_from_dict",
+    "event_to_dict",
 ]
 
 
@@ -76,3 +78,27 @@ class JobFailed:
 
 ProgressEvent = JobStarted | SceneEvent | JobDone | JobFailed
 EventSink = Callable[[ProgressEvent], None]
+
+
+def event_to_dict(event: ProgressEvent) -> dict[str, object]:
+    """A JSON-ready form of an event (for storing a render's history)."""
+    data: dict[str, object] = {"type": type(event).__name__}
+    for name in event.__slots__:
+        value = getattr(event, name)
+        data[name] = str(value) if isinstance(value, Path) else value
+    return data
+
+
+def event_from_dict(data: dict[str, object]) -> ProgressEvent:
+    kinds: dict[str, type[ProgressEvent]] = {
+        cls.__name__: cls for cls in (JobStarted, SceneEvent, JobDone, JobFailed)
+    }
+    values = {k: v for k, v in data.items() if k != "type"}
+    kind = kinds[str(data["type"])]
+    for name in ("path", "output"):
+        if values.get(name) is not None:
+            values[name] = Path(str(values[name]))
+    for name, enum in (("stage", Stage), ("status", Status)):
+        if values.get(name) is not None:
+            values[name] = enum(str(values[name]))
+    return kind(**values)  # type: ignore[arg-type]

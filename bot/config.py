@@ -1,0 +1,60 @@
+"""The bot's settings: the pipeline's, plus [discord], [queue] and [rate_limit]."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from pipeline.config import ConfigSection, Secrets, Settings
+
+__all__ = ["BotSecrets", "BotSettings", "DiscordConfig", "QueueConfig", "RateLimitConfig"]
+
+
+class DiscordConfig(ConfigSection):
+    # Guilds to sync the slash commands to at start (instant); empty means a global sync.
+    guild_ids: tuple[int, ...] = ()
+    # REST base; point it at a REST proxy if you run one.
+    api_base: str = "https://discord.com/api/v10"
+    # Gateway URL; empty means Discord's default.
+    gateway_url: str = ""
+    # Who may render: channel and role allowlists (empty = everyone, everywhere).
+    allowed_channel_ids: tuple[int, ...] = ()
+    allowed_role_ids: tuple[int, ...] = ()
+    # Roles that may cancel anyone's job; roles that may review anyone's scenes.
+    moderator_role_ids: tuple[int, ...] = ()
+    reviewer_role_ids: tuple[int, ...] = ()
+    # Progress edits are coalesced to at most one per this many seconds per message.
+    edit_interval: float = Field(2.0, ge=0.2)
+    # A progress message older than this is replaced by a new one (Discord stops
+    # allowing edits of messages older than an hour: error 30046).
+    message_max_age: float = Field(50 * 60, ge=10)
+    # Largest script attachment accepted (checked before downloading).
+    max_attachment_bytes: int = Field(256 * 1024, ge=1024)
+
+
+class QueueConfig(ConfigSection):
+    max_concurrent_renders: int = Field(1, ge=1)
+    per_user_limit: int = Field(3, ge=1)
+    max_total: int = Field(20, ge=1)
+
+
+class RateLimitConfig(ConfigSection):
+    # /render calls allowed per user and per guild within `window` seconds.
+    per_user: int = Field(5, ge=1)
+    per_guild: int = Field(30, ge=1)
+    window: float = Field(3600.0, gt=0)
+
+
+class BotSecrets(Secrets):
+    discord_token: SecretStr | None = Field(None, validation_alias=AliasChoices("DISCORD_TOKEN"))
+
+
+class BotSettings(Settings):
+    model_config = SettingsConfigDict(
+        env_prefix="REELBOT_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    discord: DiscordConfig = DiscordConfig()
+    queue: QueueConfig = QueueConfig()
+    rate_limit: RateLimitConfig = RateLimitConfig()
+    secrets: BotSecrets = Field(default_factory=BotSecrets, exclude=True)

@@ -1,0 +1,384 @@
+"""The render queue: jobs persisted in the store, run a few at a time, resumed after a restart.
+
+Modelled on arq's `run_job`: each job is its own task, removed from the task table in
+`finally`; a cancellation is sorted by cause (the user's cancel → `cancelled`; shutdown →
+back to `queued`, to be resumed); the final state write is shielded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+
+from pipeline.aspect import Aspect
+from pipeline.cache import ArtifactCache
+from pipeline.errors import ReelbotError
+from pipeline.events import JobStarted, ProgressEvent, SceneEvent, Status, event_to_dict
+from pipeline.images import make_images
+from pipeline.plan import RenderPlan, ScenePlan, plan_render
+from pipeline.render import Renderer, RenderResult
+from pipeline.script import Script, parse_script
+from pipeline.tts import make_tts
+
+from .config import BotSettings
+from .store import Job, JobOptions, JobState, NewScene, SceneRecord, Store
+
+__all__ = [
+    "JobObserver",
+    "JobRequest",
+    "JobRunner",
+    "QueueEntry",
+    "QueueFull",
+    "UserLimitReached",
+]
+
+log = logging.getLogger(__name__)
+# Seconds a scene takes, assumed until this process has timed a real one.
+DEFAULT_SECONDS_PER_SCENE = 8.0
+
+
+class QueueFull(ReelbotError):
+    pass
+
+
+class UserLimitReached(ReelbotError):
+    pass
+
+
+class JobNotFound(ReelbotError):
+    pass
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    guild_id: int | None
+    channel_id: int
+    user_id: int
+    script: str
+    filename: str
+    options: JobOptions
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    job: Job
+    position: int  # 0 = running, 1 = next, ...
+    estimate: float  # seconds until it is finished
+
+
+class JobObserver(Protocol):
+    """A front end's view of one job (the Discord progress message, thread and delivery)."""
+
+    async def started(self, job: Job) -> None: ...
+
+    def event(self, event: ProgressEvent) -> None: ...
+
+    async def finished(self, job: Job, result: RenderResult) -> None: ...
+
+    async def failed(self, job: Job, reason: str) -> None: ...
+
+    async def cancelled(self, job: Job) -> None: ...
+
+
+class _Shutdown(Exception):
+    """Why a job task was cancelled: the process is stopping (the job will resume)."""
+
+
+class JobRunner:
+    def __init__(
+        self,
+        store: Store,
+        settings: BotSettings,
+        client: httpx.AsyncClient,
+        *,
+        observer_for: Callable[[Job], JobObserver],
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.client = client
+        self.observer_for = observer_for
+        self.cache = ArtifactCache(settings.storage.data_dir / "cache")
+        self.outputs = settings.storage.data_dir / "outputs"
+        # One image slot and one encoder pool for the whole process, shared by every render.
+        self.image_slot = asyncio.Semaphore(settings.images.max_concurrency)
+        self.encoder_slot = asyncio.Semaphore(settings.video.encoder_slots)
+        self._running: dict[int, asyncio.Task[None]] = {}
+        self._user_cancelled: set[int] = set()
+        self._wake = asyncio.Event()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._closing = False
+        self._seconds_per_scene = DEFAULT_SECONDS_PER_SCENE
+
+    # ------------------------------------------------------------ life cycle
+
+    async def start(self) -> None:
+        """Resume: a job left `running` by a crash goes back to the queue, in order."""
+        for job in await self.store.jobs_in([JobState.RUNNING]):
+            await self.store.set_state(job.id, JobState.QUEUED)
+            log.info("job %d was interrupted; resuming it", job.id)
+        self._dispatcher = asyncio.create_task(self._dispatch(), name="job-dispatcher")
+        self._wake.set()
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """Stop taking jobs, stop the running ones (they stay queued for the next start)."""
+        self._closing = True
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._dispatcher
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel(msg="shutdown")
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
+    # ------------------------------------------------------------ requests
+
+    def parse(self, request: JobRequest) -> Script:
+        """Validate a script the way a job will read it; raises ScriptError."""
+        return parse_script(request.script, filename=request.filename,
+                            limits=self.settings.limits)  # fmt: skip
+
+    async def submit(self, request: JobRequest) -> Job:
+        script = self.parse(request)
+        queue = self.settings.queue
+        if await self.store.count_active() >= queue.max_total:
+            raise QueueFull(
+                f"the render queue is full ({queue.max_total} jobs); try again when one finishes"
+            )
+        if await self.store.count_active(user_id=request.user_id) >= queue.per_user_limit:
+            raise UserLimitReached(
+                f"you already have {queue.per_user_limit} renders queued or running "
+                f"(the limit per person); wait for one to finish or cancel one with /cancel"
+            )
+        plan = self._plan(script, request.options)
+        job = await self.store.create_job(
+            guild_id=request.guild_id,
+            channel_id=request.channel_id,
+            user_id=request.user_id,
+            script=request.script,
+            filename=request.filename,
+            options=request.options,
+            title=plan.title,
+            scenes=[
+                NewScene(s.number, s.image.seed, s.image.prompt, s.image.negative_prompt)
+                for s in plan.scenes
+            ],
+        )
+        self._wake.set()
+        return job
+
+    async def cancel(self, job_id: int) -> Job:
+        job = await self.store.get_job(job_id)
+        if job is None:
+            raise JobNotFound(f"there is no job {job_id}")
+        if not job.state.active:
+            raise ReelbotError(f"job {job_id} is already {job.state.value}")
+        task = self._running.get(job_id)
+        if task is not None:
+            self._user_cancelled.add(job_id)
+            task.cancel(msg="cancelled by user")
+            await asyncio.wait([task])
+        else:
+            await self.store.set_state(job_id, JobState.CANCELLED, error="cancelled")
+        cancelled = await self.store.get_job(job_id)
+        assert cancelled is not None
+        return cancelled
+
+    async def queue(self) -> list[QueueEntry]:
+        """Active jobs in the order they will finish, with an estimate for each."""
+        jobs = await self.store.jobs_in([JobState.RUNNING, JobState.QUEUED])
+        jobs.sort(key=lambda j: (j.state is not JobState.RUNNING, j.id))
+        slots = self.settings.queue.max_concurrent_renders
+        entries: list[QueueEntry] = []
+        finish_times = [0.0] * slots
+        waiting = 0
+        now = time.time()
+        for job in jobs:
+            length = job.scene_count * self._seconds_per_scene
+            slot = finish_times.index(min(finish_times))
+            if job.state is JobState.RUNNING:
+                remaining = max(5.0, length - (now - (job.started_at or now)))
+                position = 0
+            else:
+                remaining = length
+                waiting += 1
+                position = waiting
+            finish_times[slot] += remaining
+            entries.append(QueueEntry(job, position, finish_times[slot]))
+        return entries
+
+    def is_running(self, job_id: int) -> bool:
+        return job_id in self._running
+
+    # ------------------------------------------------------------ running jobs
+
+    async def _dispatch(self) -> None:
+        while not self._closing:
+            await self._wake.wait()
+            self._wake.clear()
+            limit = self.settings.queue.max_concurrent_renders
+            for job in await self.store.jobs_in([JobState.QUEUED]):
+                if len(self._running) >= limit:
+                    break
+                if job.id in self._running:
+                    continue
+                task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
+                self._running[job.id] = task
+
+    async def plan_for(self, job: Job) -> RenderPlan:
+        """The job's plan: its script and options, with the seeds and prompts recorded for
+        each scene at queue time (or changed by review since)."""
+        script = parse_script(job.script, filename=job.filename, limits=self.settings.limits)
+        plan = self._plan(script, job.options)
+        records = {s.number: s for s in await self.store.scenes(job.id)}
+        return dataclasses.replace(
+            plan, scenes=tuple(_with_record(s, records.get(s.number)) for s in plan.scenes)
+        )
+
+    def _plan(self, script: Script, options: JobOptions) -> RenderPlan:
+        aspect = Aspect.parse(options.aspect) if options.aspect else None
+        return plan_render(script, self.settings, aspect=aspect, voice=options.voice,
+                           title=options.title)  # fmt: skip
+
+    def renderer(self, on_event: Callable[[ProgressEvent], None]) -> Renderer:
+        return Renderer(
+            self.settings,
+            tts=make_tts(self.settings, self.client),
+            images=make_images(self.settings, self.client),
+            cache=self.cache,
+            on_event=on_event,
+            image_slot=self.image_slot,
+            encoder_slot=self.encoder_slot,
+        )
+
+    async def _run(self, job: Job) -> None:
+        observer: JobObserver | None = None
+        recorder = _ArtifactRecorder(self.store, job.id)
+        try:
+            await self.store.set_state(job.id, JobState.RUNNING)
+            job = await self._reload(job.id)
+            observer = self.observer_for(job)
+            await observer.started(job)
+            active = observer
+
+            def on_event(event: ProgressEvent) -> None:
+                recorder.see(event)
+                active.event(event)
+
+            plan = await self.plan_for(job)
+            out = self.outputs / f"job-{job.id}.mp4"
+            started = time.monotonic()
+            result = await self.renderer(on_event).render(plan, out)
+            await recorder.flush()
+            self._learn(len(plan.scenes), time.monotonic() - started, result)
+            await self.store.save_events(job.id, _events_json(result.events))
+            await observer.finished(await self._reload(job.id), result)
+            await self._finish(job.id, JobState.DONE, output=str(out))
+        except asyncio.CancelledError:
+            await recorder.flush()
+            if job.id in self._user_cancelled:
+                await self._finish(job.id, JobState.CANCELLED, error="cancelled")
+                if observer is not None:
+                    await _quietly(observer.cancelled(await self._reload(job.id)))
+                return
+            await self._finish(job.id, JobState.QUEUED)  # shutdown: resume on the next start
+            raise
+        except ReelbotError as exc:
+            await recorder.flush()
+            await self.store.save_events(job.id, _events_json(recorder.events))
+            await self._finish(job.id, JobState.FAILED, error=str(exc))
+            if observer is not None:
+                await _quietly(observer.failed(await self._reload(job.id), str(exc)))
+        except Exception:
+            log.exception("job %d failed unexpectedly", job.id)
+            reason = "an unexpected error stopped the render; the log has the details"
+            await self._finish(job.id, JobState.FAILED, error=reason)
+            if observer is not None:
+                await _quietly(observer.failed(await self._reload(job.id), reason))
+        finally:
+            self._running.pop(job.id, None)
+            self._user_cancelled.discard(job.id)
+            self._wake.set()
+
+    async def _finish(self, job_id: int, state: JobState, **values: str | None) -> None:
+        await asyncio.shield(self.store.set_state(job_id, state, **values))
+
+    async def _reload(self, job_id: int) -> Job:
+        job = await self.store.get_job(job_id)
+        if job is None:
+            raise JobNotFound(f"job {job_id} vanished from the store")
+        return job
+
+    def _learn(self, scenes: int, seconds: float, result: RenderResult) -> None:
+        made = sum(1 for e in result.events if isinstance(e, SceneEvent)
+                   and e.status is Status.STARTED)  # fmt: skip
+        if scenes and made:  # a render that reused everything says nothing about speed
+            self._seconds_per_scene = 0.7 * self._seconds_per_scene + 0.3 * seconds / scenes
+
+
+class _ArtifactRecorder:
+    """Writes each finished artifact's path to the store, in order, off the event callback."""
+
+    def __init__(self, store: Store, job_id: int) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.events: list[ProgressEvent] = []
+        self._pending: list[asyncio.Task[None]] = []
+
+    def see(self, event: ProgressEvent) -> None:
+        if isinstance(event, JobStarted):
+            self.events = []
+        self.events.append(event)
+        if (
+            isinstance(event, SceneEvent)
+            and event.status in (Status.DONE, Status.CACHED)
+            and event.path is not None
+            and event.scene > 0
+        ):
+            write = self.store.record_artifact(self.job_id, event.scene, event.stage.value,
+                                               str(event.path))  # fmt: skip
+            self._pending.append(asyncio.ensure_future(write))
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if pending:
+            await asyncio.shield(asyncio.gather(*pending, return_exceptions=True))
+
+
+def _with_record(scene: ScenePlan, record: SceneRecord | None) -> ScenePlan:
+    if record is None:
+        return scene
+    image = dataclasses.replace(
+        scene.image,
+        seed=record.seed,
+        prompt=record.image_prompt,
+        negative_prompt=record.negative_prompt,
+    )
+    return dataclasses.replace(scene, image=image)
+
+
+def _events_json(events: list[ProgressEvent]) -> str:
+    return json.dumps([event_to_dict(e) for e in events], ensure_ascii=False)
+
+
+async def _quietly(work: Awaitable[None]) -> None:
+    """Tell the front end; a front end failure must not change the job's recorded state."""
+    try:
+        await work
+    except Exception:
+        log.exception("front end failed while reporting a job")
+
+
+def output_path(settings: BotSettings, job_id: int) -> Path:
+    return settings.storage.data_dir / "outputs" / f"job-{job_id}.mp4"

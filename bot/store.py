@@ -1,0 +1,288 @@
+"""The bot's memory: jobs and their scenes in one SQLite file (aiosqlite).
+
+The schema evolves through numbered files in `bot/migrations/` (`V1__jobs.sql`, `V2__…`),
+applied in order and recorded, so a restart never guesses. Multi-row writes are transactions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, fields
+from enum import StrEnum
+from importlib import resources
+from pathlib import Path
+from typing import Any, Self
+
+import aiosqlite
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["Job", "JobOptions", "JobState", "NewScene", "SceneRecord", "Store"]
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def active(self) -> bool:
+        return self in (JobState.QUEUED, JobState.RUNNING)
+
+
+class JobOptions(BaseModel):
+    """What the requester chose with the command; kept as JSON with the job."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    aspect: str | None = None
+    voice: str | None = None
+    title: str | None = None
+    review: bool = False
+    captions: bool | None = None
+    # The upload limit Discord reported with the command, in bytes.
+    upload_limit: int | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    guild_id: int | None
+    channel_id: int
+    user_id: int
+    script: str
+    filename: str
+    options: JobOptions
+    title: str
+    scene_count: int
+    state: JobState
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    error: str | None
+    output: str | None
+    progress_message_id: int | None
+    progress_posted_at: float | None
+    thread_id: int | None
+    events: str | None
+
+
+@dataclass(frozen=True)
+class SceneRecord:
+    job_id: int
+    number: int
+    seed: int
+    image_prompt: str
+    negative_prompt: str
+    audio: str | None
+    image: str | None
+    clip: str | None
+    image_message_id: int | None
+    approved: bool
+    version: int
+
+
+@dataclass(frozen=True)
+class NewScene:
+    number: int
+    seed: int
+    image_prompt: str
+    negative_prompt: str
+
+
+_JOB_COLUMNS = [f.name for f in fields(Job)]
+_SCENE_COLUMNS = [f.name for f in fields(SceneRecord)]
+_ARTIFACTS = {"audio", "image", "clip"}
+_SCENE_EDITABLE = {"seed", "image_prompt", "negative_prompt", "image_message_id", "approved"}
+
+
+class Store:
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    @classmethod
+    async def open(cls, path: Path) -> Self:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path, isolation_level=None)
+        db.row_factory = aiosqlite.Row
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA foreign_keys=ON")
+        await db.execute("PRAGMA busy_timeout=5000")
+        store = cls(db)
+        await store._migrate()
+        return store
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------ schema
+
+    async def _migrate(self) -> None:
+        await self._db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)"
+        )
+        async with self._db.execute("SELECT version FROM schema_migrations") as cursor:
+            applied = {row[0] async for row in cursor}
+        for version, sql in _migrations():
+            if version in applied:
+                continue
+            await self._db.executescript(
+                f"BEGIN;\n{sql}\nINSERT INTO schema_migrations VALUES ({version});\nCOMMIT;"
+            )
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            await self._db.execute("ROLLBACK")
+            raise
+        await self._db.execute("COMMIT")
+
+    # ------------------------------------------------------------ jobs
+
+    async def create_job(
+        self,
+        *,
+        guild_id: int | None,
+        channel_id: int,
+        user_id: int,
+        script: str,
+        filename: str,
+        options: JobOptions,
+        title: str,
+        scenes: Sequence[NewScene],
+    ) -> Job:
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "INSERT INTO jobs (guild_id, channel_id, user_id, script, filename, options,"
+                " title, scene_count, state, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (guild_id, channel_id, user_id, script, filename, options.model_dump_json(),
+                 title, len(scenes), JobState.QUEUED.value, time.time()),
+            )  # fmt: skip
+            job_id = cursor.lastrowid
+            assert job_id is not None
+            await db.executemany(
+                "INSERT INTO scenes (job_id, number, seed, image_prompt, negative_prompt)"
+                " VALUES (?,?,?,?,?)",
+                [(job_id, s.number, s.seed, s.image_prompt, s.negative_prompt) for s in scenes],
+            )
+        job = await self.get_job(job_id)
+        assert job is not None
+        return job
+
+    async def get_job(self, job_id: int) -> Job | None:
+        rows = await self._jobs("WHERE id = ?", (job_id,))
+        return rows[0] if rows else None
+
+    async def jobs_in(self, states: Iterable[JobState]) -> list[Job]:
+        wanted = [s.value for s in states]
+        marks = ",".join("?" * len(wanted))
+        return await self._jobs(f"WHERE state IN ({marks}) ORDER BY id", wanted)
+
+    async def recent_jobs(self, limit: int = 20) -> list[Job]:
+        return await self._jobs("ORDER BY id DESC LIMIT ?", (limit,))
+
+    async def count_active(self, *, user_id: int | None = None) -> int:
+        sql = "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')"
+        params: tuple[Any, ...] = ()
+        if user_id is not None:
+            sql += " AND user_id = ?"
+            params = (user_id,)
+        async with self._db.execute(sql, params) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def set_state(
+        self, job_id: int, state: JobState, *, error: str | None = None, output: str | None = None
+    ) -> None:
+        now = time.time()
+        params: list[float | str | None]
+        if state is JobState.RUNNING:
+            sql, params = "started_at = ?, finished_at = NULL, error = NULL", [now]
+        elif state is JobState.QUEUED:
+            sql, params = "started_at = NULL, finished_at = NULL", []
+        else:
+            sql = "finished_at = ?, error = COALESCE(?, error), output = COALESCE(?, output)"
+            params = [now, error, output]
+        await self._db.execute(
+            f"UPDATE jobs SET state = ?, {sql} WHERE id = ?", (state.value, *params, job_id)
+        )
+
+    async def set_progress_message(self, job_id: int, message_id: int, posted_at: float) -> None:
+        await self._db.execute(
+            "UPDATE jobs SET progress_message_id = ?, progress_posted_at = ? WHERE id = ?",
+            (message_id, posted_at, job_id),
+        )
+
+    async def set_thread(self, job_id: int, thread_id: int) -> None:
+        await self._db.execute("UPDATE jobs SET thread_id = ? WHERE id = ?", (thread_id, job_id))
+
+    async def save_events(self, job_id: int, events_json: str) -> None:
+        await self._db.execute("UPDATE jobs SET events = ? WHERE id = ?", (events_json, job_id))
+
+    async def _jobs(self, where: str, params: Sequence[Any]) -> list[Job]:
+        sql = f"SELECT {', '.join(_JOB_COLUMNS)} FROM jobs {where}"
+        async with self._db.execute(sql, params) as cursor:
+            rows = await cursor.fetchall()
+        return [_job(row) for row in rows]
+
+    # ------------------------------------------------------------ scenes
+
+    async def scenes(self, job_id: int) -> list[SceneRecord]:
+        sql = f"SELECT {', '.join(_SCENE_COLUMNS)} FROM scenes WHERE job_id = ? ORDER BY number"
+        async with self._db.execute(sql, (job_id,)) as cursor:
+            rows = await cursor.fetchall()
+        return [SceneRecord(**{**dict(row), "approved": bool(row["approved"])}) for row in rows]
+
+    async def scene(self, job_id: int, number: int) -> SceneRecord | None:
+        return next((s for s in await self.scenes(job_id) if s.number == number), None)
+
+    async def record_artifact(self, job_id: int, number: int, kind: str, path: str) -> None:
+        if kind not in _ARTIFACTS:
+            raise ValueError(f"unknown artifact kind {kind!r}")
+        await self._db.execute(
+            f"UPDATE scenes SET {kind} = ? WHERE job_id = ? AND number = ?",
+            (path, job_id, number),
+        )
+
+    async def update_scene(self, job_id: int, number: int, *, new_version: bool = False,
+                           **values: Any) -> None:  # fmt: skip
+        unknown = set(values) - _SCENE_EDITABLE
+        if unknown:
+            raise ValueError(f"cannot edit scene fields {sorted(unknown)}")
+        assignments = [f"{name} = ?" for name in values]
+        if new_version:
+            assignments.append("version = version + 1")
+        if not assignments:
+            return
+        await self._db.execute(
+            f"UPDATE scenes SET {', '.join(assignments)} WHERE job_id = ? AND number = ?",
+            (*values.values(), job_id, number),
+        )
+
+
+def _job(row: aiosqlite.Row) -> Job:
+    data = dict(row)
+    data["options"] = JobOptions.model_validate_json(data["options"])
+    data["state"] = JobState(data["state"])
+    return Job(**data)
+
+
+def _migrations() -> list[tuple[int, str]]:
+    found = []
+    for entry in resources.files("bot.migrations").iterdir():
+        name = entry.name
+        if name.startswith("V") and name.endswith(".sql") and "__" in name:
+            found.append((int(name[1 : name.index("__")]), entry.read_text(encoding="utf-8")))
+    return sorted(found)

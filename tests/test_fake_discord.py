@@ -1,0 +1,384 @@
+"""Drive an unmodified discord.py ``commands.Bot`` against the fake Discord server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import warnings
+from collections.abc import AsyncIterator
+
+import pytest
+import yarl
+
+from tests.fakes.discord_server import (
+    AttachmentSpec,
+    ChannelSpec,
+    FakeDiscord,
+    GuildSpec,
+    MemberSpec,
+    Perm,
+    RoleSpec,
+    UserSpec,
+)
+
+# discord.py imports the stdlib ``audioop`` (deprecated in 3.11+); pytest runs with
+# filterwarnings=error, so silence exactly that warning while importing it.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", "'audioop' is deprecated", DeprecationWarning)
+    import discord
+    from discord import app_commands
+    from discord.ext import commands
+    from discord.gateway import DiscordWebSocket
+    from discord.http import Route
+
+VIDEO_BYTES = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40
+
+
+class VoteView(discord.ui.View):
+    def __init__(self) -> None:
+        super().__init__(timeout=None)
+
+    @discord.ui.button(label="Yes", custom_id="vote:yes", style=discord.ButtonStyle.success)
+    async def yes(
+        self, interaction: discord.Interaction[EchoBot], button: discord.ui.Button[VoteView]
+    ) -> None:
+        await interaction.response.edit_message(
+            content=f"{interaction.user.name} voted yes", view=None
+        )
+
+    async def on_error(  # type: ignore[override]
+        self,
+        interaction: discord.Interaction[EchoBot],
+        error: Exception,
+        item: discord.ui.Item[VoteView],
+    ) -> None:
+        interaction.client.errors.append(error)
+
+
+class FeedbackModal(discord.ui.Modal, title="Feedback"):
+    text: discord.ui.TextInput[FeedbackModal] = discord.ui.TextInput(
+        label="Your feedback", custom_id="feedback:text"
+    )
+
+    async def on_submit(self, interaction: discord.Interaction[EchoBot]) -> None:  # type: ignore[override]
+        interaction.client.modal_submissions.append(self.text.value)
+        await interaction.response.send_message(f"thanks: {self.text.value}", ephemeral=True)
+
+    async def on_error(self, interaction: discord.Interaction[EchoBot], error: Exception) -> None:  # type: ignore[override]
+        interaction.client.errors.append(error)
+
+
+@app_commands.command(description="Echo an attachment back through a thread")
+async def echo(
+    interaction: discord.Interaction[EchoBot], file: discord.Attachment, note: str = "echo"
+) -> None:
+    await interaction.response.defer(thinking=True)
+    data = await file.read()
+    channel = interaction.channel
+    assert isinstance(channel, discord.TextChannel)
+    status = await channel.send(f"{note}: got {file.filename} ({len(data)} bytes)")
+    for step in (1, 2, 3):
+        status = await status.edit(content=f"{note}: step {step}/3")
+    thread = await status.create_thread(name=f"{note}-{file.filename}")
+    await thread.send(
+        "echoed file", file=discord.File(io.BytesIO(data), filename=f"echo-{file.filename}")
+    )
+    await interaction.followup.send(f"done in {thread.mention}")
+    interaction.client.completed.append("echo")
+
+
+@app_commands.command(description="Send feedback through a modal")
+async def feedback(interaction: discord.Interaction[EchoBot]) -> None:
+    await interaction.response.send_modal(FeedbackModal())
+    interaction.client.completed.append("feedback")  # the modal is registered by now
+
+
+@app_commands.command(description="Vote with a button")
+async def vote(interaction: discord.Interaction[EchoBot]) -> None:
+    await interaction.response.send_message("vote?", view=VoteView())
+    interaction.client.completed.append("vote")  # the view is registered by now
+
+
+class EchoBot(commands.Bot):
+    def __init__(self, guild_id: int) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=discord.Intents.default(),
+            guild_ready_timeout=0.05,
+        )
+        self.guild_id = guild_id
+        self.errors: list[BaseException] = []
+        self.modal_submissions: list[str] = []
+        self.completed: list[str] = []  # commands whose handler returned
+        self.resumed = asyncio.Event()
+        self.tree.error(self._on_tree_error)
+
+    async def setup_hook(self) -> None:
+        self.tree.add_command(echo)
+        self.tree.add_command(feedback)
+        self.tree.add_command(vote)
+        guild = discord.Object(id=self.guild_id)
+        self.tree.copy_global_to(guild=guild)
+        await self.tree.sync(guild=guild)
+
+    async def _on_tree_error(
+        self, interaction: discord.Interaction[EchoBot], error: app_commands.AppCommandError
+    ) -> None:
+        self.errors.append(error)
+
+    async def on_resumed(self) -> None:
+        self.resumed.set()
+
+
+CREATOR = RoleSpec("Creator", permissions=Perm.ATTACH_FILES)
+ALICE = UserSpec("alice")
+
+
+def make_guild() -> GuildSpec:
+    return GuildSpec(
+        name="Reel Studio",
+        channels=[ChannelSpec("general"), ChannelSpec("renders")],
+        roles=[CREATOR],
+        members=[MemberSpec(ALICE, roles=[CREATOR])],
+    )
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    async with FakeDiscord(guilds=[make_guild()]) as server:
+        server.install()
+        yield server
+        assert server.unhandled == []
+        assert server.server_errors == []
+
+
+@contextlib.asynccontextmanager
+async def running_bot(fake: FakeDiscord) -> AsyncIterator[EchoBot]:
+    """Log in, connect, wait for on_ready; close cleanly and check no handler failed."""
+    bot = EchoBot(guild_id=fake.guilds[0].id)
+    await bot.login(fake.token)
+    runner = asyncio.create_task(bot.connect())
+    try:
+        await asyncio.wait_for(bot.wait_until_ready(), timeout=10)
+        yield bot
+    finally:
+        await bot.close()
+        await runner
+    assert bot.errors == []
+
+
+@pytest.fixture
+async def bot(fake: FakeDiscord) -> AsyncIterator[EchoBot]:
+    async with running_bot(fake) as running:
+        yield running
+
+
+def general(fake: FakeDiscord) -> int:
+    return fake.guilds[0].channel("general").id
+
+
+async def test_login_ready_and_guild_command_sync(fake: FakeDiscord, bot: EchoBot) -> None:
+    assert bot.user is not None and bot.user.id == fake.bot_user.id
+    assert bot.application_id == fake.application_id
+    guild = bot.get_guild(fake.guilds[0].id)
+    assert guild is not None and guild.name == "Reel Studio"
+    assert {c.name for c in guild.text_channels} == {"general", "renders"}
+    assert guild.me is not None and guild.me.id == fake.bot_user.id
+    assert discord.utils.get(guild.roles, name="Creator") is not None
+
+    assert fake.state.identifies[0]["token"] == fake.token
+    connection = fake.gateway.connections[0]
+    assert connection["v"] == "10" and connection["encoding"] == "json"
+    assert connection["compress"] == discord.utils._ActiveDecompressionContext.COMPRESSION_TYPE
+
+    synced = fake.commands[fake.guilds[0].id]
+    assert sorted(c["name"] for c in synced) == ["echo", "feedback", "vote"]
+    echo_options = next(c for c in synced if c["name"] == "echo")["options"]
+    assert [(o["name"], o["type"], o.get("required")) for o in echo_options] == [
+        ("file", 11, True),
+        ("note", 3, False),
+    ]
+
+
+async def test_echo_defers_downloads_posts_edits_threads_and_uploads(
+    fake: FakeDiscord, bot: EchoBot
+) -> None:
+    attachment = AttachmentSpec("clip.mp4", VIDEO_BYTES)
+    handle = await fake.send_slash_command(
+        "echo", {"file": attachment, "note": "render"}, member="alice"
+    )
+
+    response = await handle.wait_response(timeout=3)
+    assert response.type == 5 and response.elapsed < 3
+
+    followups = await handle.wait_followups(1)
+    assert followups[0].content.startswith("done in <#")
+    assert fake.state.cdn_downloads == [attachment.id]
+
+    status = next(m for m in fake.messages[general(fake)] if m.interaction_id is None)
+    assert [r.content for r in status.revisions] == [
+        f"render: got clip.mp4 ({len(VIDEO_BYTES)} bytes)",
+        "render: step 1/3",
+        "render: step 2/3",
+        "render: step 3/3",
+    ]
+    times = [r.at for r in status.revisions]
+    assert times == sorted(times)
+
+    thread = fake.threads[status.id]
+    assert (thread.parent_id, thread.name, thread.starter_message_id) == (
+        general(fake),
+        "render-clip.mp4",
+        status.id,
+    )
+    [upload] = fake.uploads
+    assert (upload.filename, upload.data, upload.channel_id) == (
+        "echo-clip.mp4",
+        VIDEO_BYTES,
+        thread.id,
+    )
+    [in_thread] = fake.messages[thread.id]
+    assert in_thread.attachments[0]["filename"] == "echo-clip.mp4"
+    assert followups[0].id == handle.original_message_id  # replaced the "thinking" message
+
+
+async def test_rate_limited_edit_is_absorbed(fake: FakeDiscord, bot: EchoBot) -> None:
+    fake.fail_next("edit_message", 429, retry_after=0.3)
+    handle = await fake.send_slash_command("echo", {"file": AttachmentSpec("a.txt", b"hello")})
+    await handle.wait_followups(1)
+
+    statuses = [r.status for r in fake.requests_of("edit_message")]
+    assert statuses == [429, 200, 200, 200]
+    rejected, retried = fake.requests_of("edit_message")[:2]
+    assert retried.at - rejected.at >= 0.3
+    status = next(m for m in fake.messages[general(fake)] if m.interaction_id is None)
+    assert status.content == "echo: step 3/3" and len(status.edits) == 3
+
+
+async def test_oversized_upload_surfaces_code_40005(fake: FakeDiscord, bot: EchoBot) -> None:
+    channel = bot.get_channel(general(fake))
+    assert isinstance(channel, discord.TextChannel)
+    fake.fail_next("create_message_with_files", 413, code=40005, message="Request entity too large")
+    with pytest.raises(discord.HTTPException) as forced:
+        await channel.send(file=discord.File(io.BytesIO(b"x"), filename="x.bin"))
+    assert (forced.value.status, forced.value.code) == (413, 40005)
+
+    fake.knobs.upload_size_limit = 1024
+    with pytest.raises(discord.HTTPException) as by_limit:
+        await channel.send(file=discord.File(io.BytesIO(b"x" * 2048), filename="big.bin"))
+    assert by_limit.value.code == 40005
+    assert fake.uploads == []
+
+    sent = await channel.send("no file, no problem")  # plain messages are unaffected
+    assert fake.message(sent.id).content == "no file, no problem"
+
+
+async def test_modal_submit_reaches_on_submit(fake: FakeDiscord, bot: EchoBot) -> None:
+    opened = await fake.send_slash_command("feedback")
+    assert (await opened.wait_response()).type == 9
+    assert opened.modal is not None and opened.modal["title"] == "Feedback"
+    await fake.wait_for(lambda: "feedback" in bot.completed, what="/feedback to finish")
+
+    submitted = await fake.submit_modal(opened, {"feedback:text": "lovely reels"})
+    reply = await submitted.wait_response()
+    assert bot.modal_submissions == ["lovely reels"]
+    assert (reply.type, reply.content) == (4, "thanks: lovely reels")
+    assert submitted.original is not None and submitted.original.ephemeral
+
+
+async def test_button_click_updates_the_message(fake: FakeDiscord, bot: EchoBot) -> None:
+    asked = await fake.send_slash_command("vote")
+    await asked.wait_response()
+    message = asked.original
+    assert message is not None and message.content == "vote?"
+    # The fake records the callback before discord.py has read the HTTP response and
+    # registered the view; a user could not click that fast, so wait for the bot.
+    await fake.wait_for(lambda: "vote" in bot.completed, what="/vote to finish")
+
+    clicked = await fake.click_button(message, "vote:yes", member="alice")
+    assert (await clicked.wait_response()).type == 7
+    assert message.content == "alice voted yes"
+    assert message.components == [] and len(message.edits) == 1
+
+
+async def test_old_message_edits_fail_with_30046(fake: FakeDiscord, bot: EchoBot) -> None:
+    channel = bot.get_channel(general(fake))
+    assert isinstance(channel, discord.TextChannel)
+    sent = await channel.send("progress 0%")
+    fake.limit_old_message_edits(older_than=0.0)
+    with pytest.raises(discord.HTTPException) as caught:
+        await sent.edit(content="progress 50%")
+    assert (caught.value.status, caught.value.code) == (400, 30046)
+    assert fake.message(sent.id).content == "progress 0%"
+
+
+async def test_late_interaction_response_is_unknown(fake: FakeDiscord, bot: EchoBot) -> None:
+    fake.knobs.interaction_deadline = 0.0
+    handle = await fake.send_slash_command("vote")
+    await fake.wait_for(lambda: bot.errors, what="the bot's error handler")
+    error = bot.errors.pop()
+    assert isinstance(error, app_commands.CommandInvokeError)
+    assert isinstance(error.original, discord.NotFound) and error.original.code == 10062
+    assert not handle.acknowledged
+
+
+async def test_gateway_reconnect_resumes(fake: FakeDiscord, bot: EchoBot) -> None:
+    await fake.request_reconnect()
+    await asyncio.wait_for(bot.resumed.wait(), timeout=10)
+    assert fake.state.resumes == 1
+    assert len(fake.gateway.connections) == 2
+    handle = await fake.send_slash_command("vote")  # dispatches still reach the bot
+    assert (await handle.wait_response()).type == 4
+
+
+async def test_unknown_routes_are_recorded(fake: FakeDiscord, bot: EchoBot) -> None:
+    with pytest.raises(discord.NotFound):
+        await bot.http.request(Route("GET", "/not/a/route"))
+    assert fake.unhandled == ["GET /api/v10/not/a/route"]
+    fake.unhandled.clear()
+
+
+async def test_wrong_token_is_a_login_failure(fake: FakeDiscord) -> None:
+    client = discord.Client(intents=discord.Intents.default())
+    try:
+        with pytest.raises(discord.LoginFailure):
+            await client.login("not-the-token")
+    finally:
+        await client.close()
+
+
+async def test_bot_configured_from_env_without_install(
+    fake: FakeDiscord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.uninstall()
+    env = fake.env()
+    monkeypatch.setattr(Route, "BASE", env["REELBOT_DISCORD__API_BASE"])
+    monkeypatch.setattr(
+        DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(env["REELBOT_DISCORD__GATEWAY_URL"])
+    )
+    async with running_bot(fake) as running:
+        assert running.get_guild(fake.guilds[0].id) is not None
+
+
+async def test_threads_history_delete_and_user_messages(fake: FakeDiscord, bot: EchoBot) -> None:
+    channel = bot.get_channel(fake.guilds[0].channel("renders").id)
+    assert isinstance(channel, discord.TextChannel)
+    thread = await channel.create_thread(name="renders-log", type=discord.ChannelType.public_thread)
+    assert fake.threads[thread.id].starter_message_id is None
+    await fake.wait_for(lambda: bot.get_channel(thread.id), what="THREAD_CREATE to reach the bot")
+    posted = await thread.send("first")
+
+    fake.delay_next("get_messages", 0.2)
+    history = [m.content async for m in thread.history(limit=10)]
+    assert history == ["first"]
+    assert fake.requests_of("get_messages")[0].status == 200
+
+    await posted.delete()
+    assert fake.message(posted.id).deleted
+    assert [m async for m in thread.history(limit=10)] == []
+
+    seen = asyncio.ensure_future(bot.wait_for("message", check=lambda m: not m.author.bot))
+    typed = await fake.post_user_message("hello bot", channel="renders", member="alice")
+    received = await asyncio.wait_for(seen, timeout=5)
+    assert (received.id, received.author.name) == (typed.id, "alice")

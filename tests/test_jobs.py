@@ -1,0 +1,254 @@
+"""The persistent render queue, in-process: a real SQLite file, real renders, loopback fakes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.config import BotSettings
+from bot.jobs import JobRequest, JobRunner, QueueFull, UserLimitReached
+from bot.store import Job, JobOptions, JobState, Store
+from pipeline.events import ProgressEvent, SceneEvent, Stage, Status
+from pipeline.render import RenderResult
+from tests.fakes.speech import FakeSpeech
+from tests.fakes.together import FakeTogether
+
+from .media import ffprobe
+from .test_render import child_processes
+
+SCRIPT = """\
+# Queue
+## 1
+image: red
+One small scene.
+## 2
+image: green
+Another small scene.
+## 3
+image: blue
+The last small scene.
+"""
+
+
+class RecordingObserver:
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.events: list[ProgressEvent] = []
+        self.outcome: str | None = None
+        self.done = asyncio.Event()
+
+    async def started(self, job: Job) -> None:
+        self.outcome = "started"
+
+    def event(self, event: ProgressEvent) -> None:
+        self.events.append(event)
+
+    async def finished(self, job: Job, result: RenderResult) -> None:
+        self.outcome, self.result = "finished", result
+        self.done.set()
+
+    async def failed(self, job: Job, reason: str) -> None:
+        self.outcome, self.reason = "failed", reason
+        self.done.set()
+
+    async def cancelled(self, job: Job) -> None:
+        self.outcome = "cancelled"
+        self.done.set()
+
+
+class Harness:
+    def __init__(self, settings: BotSettings, db: Path) -> None:
+        self.settings = settings
+        self.db = db
+        self.observers: dict[int, RecordingObserver] = {}
+
+    def observer_for(self, job: Job) -> RecordingObserver:
+        self.observers[job.id] = RecordingObserver(job)
+        return self.observers[job.id]
+
+    async def __aenter__(self) -> JobRunner:
+        self.store = await Store.open(self.db)
+        self.client = httpx.AsyncClient()
+        self.runner = JobRunner(self.store, self.settings, self.client,
+                                observer_for=self.observer_for)  # fmt: skip
+        return self.runner
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.runner.close()
+        await self.client.aclose()
+        await self.store.close()
+
+    async def wait_state(self, job_id: int, *states: JobState, timeout: float = 60) -> Job:
+        async with asyncio.timeout(timeout):
+            while True:
+                job = await self.store.get_job(job_id)
+                assert job is not None
+                if job.state in states:
+                    return job
+                await asyncio.sleep(0.05)
+
+
+def request(script: str = SCRIPT, user: int = 7, **options: Any) -> JobRequest:
+    return JobRequest(guild_id=1, channel_id=2, user_id=user, script=script, filename="s.md",
+                      options=JobOptions(**options))  # fmt: skip
+
+
+@pytest.fixture
+async def fakes() -> AsyncIterator[tuple[FakeTogether, FakeSpeech]]:
+    async with FakeTogether(latency=0.05) as together, FakeSpeech() as speech:
+        yield together, speech
+
+
+@pytest.fixture
+def bot_settings(
+    tmp_path: Path, fakes: tuple[FakeTogether, FakeSpeech], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., BotSettings]:
+    together, speech = fakes
+    monkeypatch.setenv("TOGETHER_API_KEY", "key")
+
+    def factory(**sections: dict[str, Any]) -> BotSettings:
+        base: dict[str, Any] = {
+            "storage": {"data_dir": str(tmp_path / "data")},
+            "images": {"provider": "together", "base_url": together.base_url},
+            "tts": {"provider": "openai", "base_url": speech.base_url},
+        }
+        return BotSettings(**(base | sections))
+
+    return factory
+
+
+async def test_a_job_runs_and_its_artifacts_are_recorded(
+    bot_settings: Callable[..., BotSettings], tmp_path: Path
+) -> None:
+    harness = Harness(bot_settings(), tmp_path / "bot.sqlite3")
+    async with harness as runner:
+        await runner.start()
+        job = await runner.submit(request())
+        assert job.state is JobState.QUEUED and job.scene_count == 3
+        finished = await harness.wait_state(job.id, JobState.DONE)
+        scenes = await harness.store.scenes(job.id)
+    observer = harness.observers[job.id]
+    assert observer.outcome == "finished"
+    assert finished.output is not None and ffprobe(Path(finished.output)).duration > 2
+    assert finished.events is not None and '"JobDone"' in finished.events
+    for scene in scenes:
+        assert scene.audio and scene.image and scene.clip
+        assert Path(scene.clip).is_file()
+    assert [s.seed for s in scenes] == [r.json["seed"] for r in harness_requests(harness)]
+
+
+def harness_requests(harness: Harness) -> list[Any]:
+    base_url = harness.settings.images.base_url
+    return [r for r in FAKES_BY_URL[base_url].requests if r.status == 200]
+
+
+FAKES_BY_URL: dict[str, FakeTogether] = {}
+
+
+@pytest.fixture(autouse=True)
+def _index_fakes(fakes: tuple[FakeTogether, FakeSpeech]) -> None:
+    FAKES_BY_URL[fakes[0].base_url] = fakes[0]
+
+
+async def test_queue_and_user_limits_are_refused_clearly(
+    bot_settings: Callable[..., BotSettings], tmp_path: Path
+) -> None:
+    settings = bot_settings(queue={"max_total": 3, "per_user_limit": 2})
+    async with Harness(settings, tmp_path / "bot.sqlite3") as runner:  # not started: jobs wait
+        await runner.submit(request(user=1))
+        await runner.submit(request(user=1))
+        with pytest.raises(UserLimitReached, match="already have 2 renders"):
+            await runner.submit(request(user=1))
+        await runner.submit(request(user=2))
+        with pytest.raises(QueueFull, match="queue is full"):
+            await runner.submit(request(user=3))
+        entries = await runner.queue()
+    assert [e.position for e in entries] == [1, 2, 3]
+    assert entries[0].estimate < entries[1].estimate < entries[2].estimate
+
+
+async def test_cancel_stops_a_running_render_and_its_processes(
+    bot_settings: Callable[..., BotSettings], tmp_path: Path
+) -> None:
+    settings = bot_settings(video={"pad_seconds": 5.0, "preset": "slow"})
+    harness = Harness(settings, tmp_path / "bot.sqlite3")
+    async with harness as runner:
+        await runner.start()
+        job = await runner.submit(request())
+        async with asyncio.timeout(60):
+            while not any(
+                isinstance(e, SceneEvent) and (e.stage, e.status) == (Stage.CLIP, Status.STARTED)
+                for e in getattr(harness.observers.get(job.id), "events", [])
+            ):
+                await asyncio.sleep(0.02)
+        assert "ffmpeg" in child_processes()
+        cancelled = await runner.cancel(job.id)
+        assert cancelled.state is JobState.CANCELLED
+        assert child_processes() == []
+    assert harness.observers[job.id].outcome == "cancelled"
+
+
+async def test_an_edited_rerender_makes_only_the_changed_scene(
+    bot_settings: Callable[..., BotSettings],
+    tmp_path: Path,
+    fakes: tuple[FakeTogether, FakeSpeech],
+) -> None:
+    together, speech = fakes
+    harness = Harness(bot_settings(), tmp_path / "bot.sqlite3")
+    async with harness as runner:
+        await runner.start()
+        first = await runner.submit(request())
+        await harness.wait_state(first.id, JobState.DONE)
+        images, speeches = len(together.requests), len(speech.requests)
+        edited = SCRIPT.replace("image: green\nAnother small scene.", "image: teal\nA new one.")
+        second = await runner.submit(request(edited))
+        await harness.wait_state(second.id, JobState.DONE)
+    assert len(together.requests) - images == 1
+    assert together.requests[-1].json["prompt"] == "teal"
+    assert len(speech.requests) - speeches == 1
+    assert speech.requests[-1].json["input"] == "A new one."
+
+
+async def test_a_shutdown_mid_render_resumes_without_redoing_work(
+    bot_settings: Callable[..., BotSettings],
+    tmp_path: Path,
+    fakes: tuple[FakeTogether, FakeSpeech],
+) -> None:
+    together, speech = fakes
+    settings = bot_settings(video={"pad_seconds": 2.0, "encoders": 1})
+    first = Harness(settings, tmp_path / "bot.sqlite3")
+    async with first as runner:
+        await runner.start()
+        job = await runner.submit(request())
+        # Stop once every image exists and the first clip is done, mid-way through the clips.
+        async with asyncio.timeout(60):
+            while not any(
+                isinstance(e, SceneEvent) and (e.stage, e.status) == (Stage.CLIP, Status.DONE)
+                for e in getattr(first.observers.get(job.id), "events", [])
+            ):
+                await asyncio.sleep(0.02)
+    interrupted = await _job(tmp_path / "bot.sqlite3", job.id)
+    assert interrupted.state is JobState.QUEUED
+    second = Harness(settings, tmp_path / "bot.sqlite3")
+    async with second as runner:
+        await runner.start()
+        await second.wait_state(job.id, JobState.DONE)
+    assert sorted(r.json["prompt"] for r in together.requests) == ["blue", "green", "red"]
+    assert len(speech.requests) == 3
+    resumed = second.observers[job.id].events
+    reused = {(e.scene, e.stage) for e in resumed
+              if isinstance(e, SceneEvent) and e.status is Status.CACHED}  # fmt: skip
+    assert {(n, Stage.IMAGE) for n in (1, 2, 3)} <= reused
+    assert any(stage is Stage.CLIP for _, stage in reused)  # the finished clip was kept
+
+
+async def _job(db: Path, job_id: int) -> Job:
+    async with await Store.open(db) as store:
+        job = await store.get_job(job_id)
+    assert job is not None
+    return job
