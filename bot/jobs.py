@@ -309,6 +309,8 @@ class JobRunner:
         finally:
             self._running.pop(job.id, None)
             self._user_cancelled.discard(job.id)
+            if not self._running:  # no render needs its artifacts right now
+                self.cache.evict(self.settings.storage.cache_max_mb * 1024 * 1024)
             self._wake.set()
 
     async def _finish(self, job_id: int, state: JobState, **values: str | None) -> None:

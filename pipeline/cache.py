@@ -38,6 +38,28 @@ class ArtifactCache:
             return path
         return None
 
+    def size(self) -> int:
+        return sum(f.stat().st_size for f in self._files())
+
+    def evict(self, max_bytes: int) -> list[Path]:
+        """Remove least recently used artifacts until the cache holds at most `max_bytes`.
+        Call it when no render is running: a running render may still need its files."""
+        entries = sorted(((f.stat(), f) for f in self._files()), key=lambda e: e[0].st_mtime)
+        total = sum(stat.st_size for stat, _ in entries)
+        removed: list[Path] = []
+        for stat, path in entries:
+            if total <= max_bytes:
+                break
+            path.unlink(missing_ok=True)
+            total -= stat.st_size
+            removed.append(path)
+        return removed
+
+    def _files(self) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        return [p for p in self.root.glob("*/*/*") if p.is_file() and not p.name.startswith(".")]
+
     @asynccontextmanager
     async def writing(self, kind: str, key: str, suffix: str) -> AsyncIterator[Path]:
         """Yield a temporary path to write; on success it becomes the artifact atomically."""

@@ -86,6 +86,8 @@ class VideoConfig(ConfigSection):
 
 class StorageConfig(ConfigSection):
     data_dir: Path = Path("data")
+    # Size cap of the artifact cache; least recently used artifacts are removed past it.
+    cache_max_mb: int = Field(4096, ge=50)
 
 
 class LimitsConfig(ConfigSection):

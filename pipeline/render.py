@@ -307,4 +307,7 @@ async def render_plan(
             images=make_images(settings, client),
             on_event=on_event,
         )
-        return await renderer.render(plan, out, sequential=sequential)
+        try:
+            return await renderer.render(plan, out, sequential=sequential)
+        finally:
+            renderer.cache.evict(settings.storage.cache_max_mb * 1024 * 1024)
