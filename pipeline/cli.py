@@ -78,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--title", help="the video's title")
     render.add_argument("--sequential", action="store_true",
                         help="one scene after another (slow; for comparison)")  # fmt: skip
+    render.add_argument("--timeline", type=_png, metavar="FILE.png",
+                        help="also draw the render's timeline (a Gantt chart)")  # fmt: skip
     render.set_defaults(run=_render)
 
     doctor = commands.add_parser("doctor", help="check ffmpeg, espeak-ng, config and keys")
@@ -102,6 +104,13 @@ def _aspect(text: str) -> Aspect:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _png(text: str) -> Path:
+    path = Path(text)
+    if path.suffix.lower() != ".png":
+        raise argparse.ArgumentTypeError(f"the timeline is a PNG: name it *.png, not {text}")
+    return path
+
+
 def _render(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     try:
@@ -112,19 +121,24 @@ def _render(args: argparse.Namespace) -> int:
     plan = plan_render(script, settings, aspect=args.aspect, voice=args.voice, title=args.title)
     output: Path = args.output or Path(f"{args.script.stem}.mp4")
     progress = RenderProgress()
+    events: list[ProgressEvent] = []
     started = time.monotonic()
-    with Live(_table(progress, 0), console=console, refresh_per_second=8) as live:
+    try:
+        with Live(_table(progress, 0), console=console, refresh_per_second=8) as live:
 
-        def on_event(event: ProgressEvent) -> None:
-            progress.apply(event)
-            live.update(_table(progress, time.monotonic() - started))
+            def on_event(event: ProgressEvent) -> None:
+                events.append(event)
+                progress.apply(event)
+                live.update(_table(progress, time.monotonic() - started))
 
-        try:
-            result = asyncio.run(
-                render_plan(plan, settings, output, on_event=on_event, sequential=args.sequential)
-            )
-        finally:
-            live.update(_table(progress, time.monotonic() - started))
+            try:
+                result = asyncio.run(render_plan(plan, settings, output, on_event=on_event,
+                                                 sequential=args.sequential))  # fmt: skip
+            finally:
+                live.update(_table(progress, time.monotonic() - started))
+    finally:
+        if args.timeline is not None and events:  # after a failure too: it shows where
+            _write_timeline(events, args.timeline)
     done = next(e for e in reversed(result.events) if isinstance(e, JobDone))
     console.print(
         f"[green]✓[/] {done.output}  {done.duration:.1f} s of video, "
@@ -132,6 +146,20 @@ def _render(args: argparse.Namespace) -> int:
         highlight=False,
     )
     return 0
+
+
+def _write_timeline(events: list[ProgressEvent], path: Path) -> None:
+    from .timeline import draw_timeline  # matplotlib loads only when a timeline is asked for
+
+    try:
+        chart = draw_timeline(events, path)
+    except Exception as exc:  # the chart is an extra: it never changes the render's outcome
+        logging.getLogger(__name__).debug("drawing the timeline failed", exc_info=True)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        console.print(f"[yellow]could not write the timeline {escape(str(path))}:[/] "
+                      f"{escape(reason)}", highlight=False)  # fmt: skip
+        return
+    console.print(f"timeline: {escape(str(chart.path))}", highlight=False)
 
 
 def _table(progress: RenderProgress, elapsed: float) -> Table:
