@@ -1,9 +1,42 @@
-"""`python -m bot` and `reelbot bot`: run the Discord front end."""
+"""`python -m bot` and `reelbot bot`: run the Discord front end.
+
+    python -m bot --config config.toml     (the token comes from DISCORD_TOKEN)
+
+Start-up as in discord.py's `advanced_startup.py`: our own `asyncio.run(main())` opens the
+HTTP client, the store and the job runner with `async with`, then hands them to the bot.
+SIGTERM / SIGINT stop it gracefully: running renders go back to the queue and resume at the
+next start. Exit status: 0 after a clean stop, 2 for a bad config or a missing/refused token.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import logging
+import signal
 import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import discord
+import discord.gateway
+import discord.http
+import httpx
+import yarl
+
+from pipeline.config import load_settings
+from pipeline.errors import ConfigError
+
+from .app import ReelBot
+from .config import BotSettings, DiscordConfig
+from .jobs import JobRunner
+from .presenter import Presenters
+from .store import Store
+
+__all__ = ["main", "point_discord_at", "register", "run_bot"]
+
+log = logging.getLogger("bot")
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -13,9 +46,107 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.set_defaults(run=lambda args: main(["--config", args.config] if args.config else []))
 
 
-def main(argv: list[str] | None = None) -> int:
-    print("the Discord front end is not built yet", file=sys.stderr)
-    return 2
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bot", description="Run the Discord bot.")
+    parser.add_argument("--config", type=Path, help="a config.toml")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log in detail")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config, BotSettings)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    secret = settings.secrets.discord_token
+    token = secret.get_secret_value().strip() if secret is not None else ""
+    if not token:
+        print(
+            "error: DISCORD_TOKEN is not set. Put the bot token from the Discord developer "
+            "portal (your application → Bot → Reset Token) in the DISCORD_TOKEN environment "
+            "variable.",
+            file=sys.stderr,
+        )
+        return 2
+    setup_logging(token, verbose=args.verbose)
+    try:
+        asyncio.run(run_bot(settings, token))
+    except discord.LoginFailure:
+        print("error: Discord refused the token in DISCORD_TOKEN (was it reset?)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # a second Ctrl-C during shutdown
+        return 130
+    return 0
+
+
+def point_discord_at(config: DiscordConfig) -> None:
+    """[discord] api_base and gateway_url: REST through a proxy, or a fake Discord in tests."""
+    discord.http.Route.BASE = config.api_base.rstrip("/")
+    if config.gateway_url:
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(config.gateway_url)
+
+
+async def run_bot(settings: BotSettings, token: str) -> None:
+    point_discord_at(settings.discord)
+    async with (
+        httpx.AsyncClient() as client,
+        await Store.open(settings.storage.data_dir / "bot.sqlite3") as store,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        presenters = Presenters(settings, store)
+        runner = JobRunner(store, settings, client, observer_for=presenters.observer_for)
+        stack.push_async_callback(runner.close)  # whatever happens, jobs go back to the queue
+        bot = ReelBot(settings=settings, store=store, runner=runner, presenters=presenters)
+        async with bot:
+            stop = _stop_on_signals(bot)
+            try:
+                await bot.start(token)
+            finally:
+                stop()
+    log.info("stopped")
+
+
+def _stop_on_signals(bot: ReelBot) -> Callable[[], None]:
+    loop = asyncio.get_running_loop()
+    closing: list[asyncio.Task[None]] = []
+
+    def stop(signame: str) -> None:
+        if not closing:
+            log.info("%s received: stopping", signame)
+            closing.append(asyncio.create_task(bot.close(), name="shutdown"))
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop, sig.name)
+
+    def remove() -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+    return remove
+
+
+class RedactToken(logging.Filter):
+    """Belt and braces: whatever a library logs, the token is never written out."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.token in message:
+            record.msg, record.args = message.replace(self.token, "[DISCORD_TOKEN]"), None
+        return True
+
+
+def setup_logging(token: str, *, verbose: bool = False) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.addFilter(RedactToken(token))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    # discord.py's gateway chatter is noise at INFO unless asked for.
+    logging.getLogger("discord").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 if __name__ == "__main__":

@@ -74,3 +74,19 @@ def test_example_config_documents_every_key() -> None:
             # Optional keys may be commented out, but must be present.
             assert key in documented.get(section, {}) or f"# {key} =" in text, f"{section}.{key}"
     assert load_settings(example) == Settings()
+
+
+def test_example_config_documents_the_bot_sections() -> None:
+    from bot.config import BotSettings
+
+    example = ROOT / "config.toml.example"
+    documented = tomllib.loads(example.read_text())
+    bot_sections = set(BotSettings.model_fields) - set(Settings.model_fields)
+    assert bot_sections == {"discord", "queue", "rate_limit"}
+    for section in bot_sections:
+        model = BotSettings.model_fields[section].annotation
+        assert isinstance(model, type) and issubclass(model, BaseModel)
+        for key in model.model_fields:
+            assert key in documented.get(section, {}), f"{section}.{key}"
+        # The documented values are the defaults.
+        assert model(**documented[section]) == model()

@@ -1,0 +1,1 @@
+"""The bot's features, one cog per file (loaded by `ReelBot.setup_hook`)."""

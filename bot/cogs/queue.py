@@ -1,0 +1,161 @@
+"""`/queue`, `/status job:<id>` and `/cancel job:<id>`: the render queue from Discord.
+
+One queue serves every server the bot is in; a server sees its own jobs (with their place in
+the whole queue) and only a count of the others'.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from pipeline.errors import ReelbotError
+
+from ..answers import answer
+from ..app import ReelBot
+from ..checks import Refusal, is_moderator
+from ..jobs import QueueEntry
+from ..progress_message import format_duration
+from ..store import Job, JobState
+
+__all__ = ["QueueCog", "queue_embed", "setup", "status_embed"]
+
+Interaction = discord.Interaction[ReelBot]
+STATE_SYMBOLS = {
+    JobState.QUEUED: "⏳",
+    JobState.RUNNING: "🔄",
+    JobState.DONE: "✅",
+    JobState.FAILED: "❌",
+    JobState.CANCELLED: "🚫",
+}
+MAX_LISTED = 15
+
+
+class QueueCog(commands.Cog):
+    def __init__(self, bot: ReelBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="queue", description="Show the render queue")
+    @app_commands.guild_only()
+    async def queue(self, interaction: Interaction) -> None:
+        entries = await self.bot.runner.queue()
+        await answer(interaction, embed=queue_embed(entries, interaction.guild_id))
+
+    @app_commands.command(name="status", description="Show one render job")
+    @app_commands.describe(job="The job number (from /render's answer or /queue)")
+    @app_commands.guild_only()
+    async def status(self, interaction: Interaction, job: app_commands.Range[int, 1]) -> None:
+        found = await self._job_here(interaction, job)
+        entry = next((e for e in await self.bot.runner.queue() if e.job.id == job), None)
+        await answer(interaction, embed=status_embed(found, entry))
+
+    @app_commands.command(name="cancel", description="Stop a queued or running render")
+    @app_commands.describe(job="The job number (from /render's answer or /queue)")
+    @app_commands.guild_only()
+    async def cancel(self, interaction: Interaction, job: app_commands.Range[int, 1]) -> None:
+        found = await self._job_here(interaction, job)
+        user = interaction.user
+        if found.user_id != user.id and not is_moderator(user, self.bot.settings.discord):
+            raise Refusal(f"Only the person who started job #{job} or a moderator can cancel it.")
+        if not found.state.active:
+            raise ReelbotError(f"job #{job} is already {found.state.value}")
+        # Stopping a running render waits for its processes to be killed: defer first.
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        presenter = self.bot.presenters.get(job)
+        if presenter is not None:
+            presenter.cancelled_by = user.id
+        was_running = self.bot.runner.is_running(job)
+        cancelled = await self.bot.runner.cancel(job)
+        if not was_running:  # a queued job has no observer running: update its message here
+            await self.bot.presenters.show_cancelled(cancelled, by=user.id)
+        await answer(interaction, f"Cancelled job #{job} ({cancelled.title}).")
+
+    @status.autocomplete("job")
+    async def _any_job(
+        self, interaction: Interaction, current: str
+    ) -> list[app_commands.Choice[int]]:
+        jobs = await self.bot.store.recent_jobs(100)
+        return _choices(jobs, interaction, current)
+
+    @cancel.autocomplete("job")
+    async def _active_job(
+        self, interaction: Interaction, current: str
+    ) -> list[app_commands.Choice[int]]:
+        jobs = await self.bot.store.jobs_in([JobState.QUEUED, JobState.RUNNING])
+        if not is_moderator(interaction.user, self.bot.settings.discord):
+            jobs = [j for j in jobs if j.user_id == interaction.user.id]
+        return _choices(jobs, interaction, current)
+
+    async def _job_here(self, interaction: Interaction, job_id: int) -> Job:
+        job = await self.bot.store.get_job(job_id)
+        if job is None or job.guild_id != interaction.guild_id:
+            raise ReelbotError(f"there is no job #{job_id} on this server")
+        return job
+
+
+def _choices(
+    jobs: list[Job], interaction: Interaction, current: str
+) -> list[app_commands.Choice[int]]:
+    here = [j for j in jobs if j.guild_id == interaction.guild_id]
+    matching = [j for j in here if str(j.id).startswith(current.strip().lstrip("#"))]
+    return [
+        app_commands.Choice(name=f"#{j.id} {j.title} ({j.state.value})"[:100], value=j.id)
+        for j in matching[:25]
+    ]
+
+
+def _place(entry: QueueEntry) -> str:
+    if entry.position == 0:
+        return f"rendering · about {format_duration(entry.estimate)} left"
+    return f"#{entry.position} in line · done in about {format_duration(entry.estimate)}"
+
+
+def queue_embed(entries: list[QueueEntry], guild_id: int | None) -> discord.Embed:
+    """Position, owner, scene count, state and an estimate for this server's jobs."""
+    here = [e for e in entries if e.job.guild_id == guild_id]
+    elsewhere = len(entries) - len(here)
+    embed = discord.Embed(title="Render queue", colour=discord.Colour.blurple())
+    lines = [
+        f"`#{e.job.id}` {STATE_SYMBOLS[e.job.state]} **{_short(e.job.title)}** · <@{e.job.user_id}>"
+        f" · {e.job.scene_count} scenes · {_place(e)}"
+        for e in here[:MAX_LISTED]
+    ]
+    if len(here) > MAX_LISTED:
+        lines.append(f"… and {len(here) - MAX_LISTED} more")
+    if elsewhere:
+        lines.append(f"Also {elsewhere} job{'s' if elsewhere != 1 else ''} from other servers.")
+    embed.description = "\n".join(lines) if lines else "The queue is empty."
+    return embed
+
+
+def status_embed(job: Job, entry: QueueEntry | None) -> discord.Embed:
+    embed = discord.Embed(
+        title=f"Job #{job.id}: {_short(job.title, 200)}", colour=discord.Colour.blurple()
+    )
+    embed.add_field(name="State", value=f"{STATE_SYMBOLS[job.state]} {job.state.value}")
+    embed.add_field(name="Requested by", value=f"<@{job.user_id}>")
+    embed.add_field(name="Scenes", value=str(job.scene_count))
+    embed.add_field(name="Queued", value=f"<t:{int(job.created_at)}:R>")
+    if entry is not None:
+        embed.add_field(name="Place", value=_place(entry), inline=False)
+    if job.error and job.state is JobState.FAILED:
+        embed.add_field(name="Error", value=job.error[:1000], inline=False)
+    if job.progress_message_id is not None and job.guild_id is not None:
+        url = (
+            f"https://discord.com/channels/{job.guild_id}/{job.channel_id}/"
+            f"{job.progress_message_id}"
+        )
+        embed.add_field(name="Progress", value=f"[progress message]({url})", inline=False)
+    return embed
+
+
+def _short(title: str, limit: int = 60) -> str:
+    text = discord.utils.escape_markdown(title)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(QueueCog(cast(ReelBot, bot)))

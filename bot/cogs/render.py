@@ -1,0 +1,170 @@
+"""`/render`: a script (attached file, or pasted in a modal) becomes a queued render job.
+
+The interaction is answered at once (a modal, an ephemeral refusal, or an ephemeral
+"thinking" defer before anything slow); the script is validated before it is queued, and the
+progress then lives in a regular channel message (see `bot/presenter.py`), not in the
+interaction response, whose token stops working after 15 minutes.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, cast
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from pipeline.errors import ReelbotError, ScriptError
+
+from ..answers import answer
+from ..app import ReelBot
+from ..checks import bot_can_post, render_allowed, render_rate_limit
+from ..jobs import JobRequest
+from ..progress_message import format_duration
+from ..store import Job, JobOptions
+
+__all__ = ["RenderCog", "ScriptModal", "setup"]
+
+SCRIPT_EXTENSIONS = (".md", ".markdown", ".txt", ".json")
+MODAL_MAX_CHARS = 4000  # Discord's limit for one text input
+PLACEHOLDER = "# My video\n## Scene 1\nimage: a lighthouse at dusk\nWhat the narrator says."
+
+Interaction = discord.Interaction[ReelBot]
+
+
+class ScriptModal(discord.ui.Modal, title="Paste your script"):
+    """The mobile path: /render without a file opens this."""
+
+    script: discord.ui.TextInput[ScriptModal] = discord.ui.TextInput(
+        label="Script (Markdown, JSON or plain text)",
+        style=discord.TextStyle.paragraph,
+        placeholder=PLACEHOLDER,
+        max_length=MODAL_MAX_CHARS,
+        custom_id="render:script",
+    )
+
+    def __init__(self, cog: RenderCog, options: JobOptions) -> None:
+        super().__init__(timeout=15 * 60)
+        self.cog = cog
+        self.options = options
+
+    async def on_submit(self, interaction: Interaction) -> None:  # type: ignore[override]
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await self.cog.queue_render(interaction, self.script.value, "", self.options)
+
+    async def on_error(self, interaction: Interaction, error: Exception) -> None:  # type: ignore[override]
+        await interaction.client.report_error(interaction, error)
+
+
+class RenderCog(commands.Cog):
+    def __init__(self, bot: ReelBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="render", description="Turn a script into a narrated video")
+    @app_commands.describe(
+        script="The script as a file: .md, .txt or .json (leave it out to paste the script)",
+        title="The video's title (default: the script's own)",
+        aspect="Frame shape (default: the script's, else the server's)",
+        voice="Narration voice for every scene (default: the script's)",
+        review="Approve each scene's image before the video is made",
+    )
+    @app_commands.guild_only()
+    @render_rate_limit()
+    @bot_can_post()
+    @render_allowed()  # checks run bottom-up: allowlists first, the rate limit last
+    async def render(
+        self,
+        interaction: Interaction,
+        script: discord.Attachment | None = None,
+        title: app_commands.Range[str, 1, 100] | None = None,
+        aspect: Literal["9:16", "16:9", "1:1"] | None = None,
+        voice: app_commands.Range[str, 1, 60] | None = None,
+        review: bool = False,
+    ) -> None:
+        options = JobOptions(
+            aspect=aspect,
+            voice=voice,
+            title=title,
+            review=review,
+            upload_limit=_upload_limit(interaction),
+        )
+        if script is None:
+            await interaction.response.send_modal(ScriptModal(self, options))
+            return
+        self._check_attachment(script)  # refused at once, before anything is downloaded
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        text = _decode(await script.read())
+        await self.queue_render(interaction, text, script.filename, options)
+
+    def _check_attachment(self, attachment: discord.Attachment) -> None:
+        if not attachment.filename.lower().endswith(SCRIPT_EXTENSIONS):
+            raise ReelbotError(
+                f"{attachment.filename} is not a script: attach a .md, .txt or .json file, "
+                "or leave the file out to paste the script"
+            )
+        limit = self.bot.settings.discord.max_attachment_bytes
+        if attachment.size > limit:
+            raise ReelbotError(
+                f"{attachment.filename} is {attachment.size:,} bytes; a script may be at most "
+                f"{limit:,} bytes"
+            )
+
+    async def queue_render(
+        self, interaction: Interaction, text: str, filename: str, options: JobOptions
+    ) -> None:
+        """Validate and queue; the answer says where progress will appear."""
+        assert interaction.channel_id is not None  # guild_only: always in a channel
+        request = JobRequest(
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id,
+            user_id=interaction.user.id,
+            script=text,
+            filename=filename,
+            options=options,
+        )
+        job = await self.bot.runner.submit(request)  # ScriptError, QueueFull, UserLimitReached
+        self.bot.presenters.announce(job)  # before any await: the runner may start it next
+        self.bot.render_limits.record(interaction.user.id, interaction.guild_id)
+        await answer(interaction, await self._queued_text(job))
+
+    async def _queued_text(self, job: Job) -> str:
+        entry = next((e for e in await self.bot.runner.queue() if e.job.id == job.id), None)
+        when = ""
+        if entry is not None:
+            start = f"{_ordinal(entry.position)} in line" if entry.position else "rendering now"
+            when = f", {start}; done in about {format_duration(entry.estimate)}"
+        text = (
+            f"Queued as **job #{job.id}** ({job.scene_count} scene"
+            f"{'s' if job.scene_count != 1 else ''}{when}). Progress appears in this channel; "
+            f"`/cancel job:{job.id}` stops it."
+        )
+        if job.options.review:
+            text += " (Scene review isn't available yet: this render runs straight through.)"
+        return text
+
+
+def _upload_limit(interaction: Interaction) -> int | None:
+    """The upload limit Discord reported with the command; the guild's as a fallback."""
+    limit = cast(int | None, getattr(interaction, "filesize_limit", None))
+    if limit:
+        return limit
+    return interaction.guild.filesize_limit if interaction.guild is not None else None
+
+
+def _decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ScriptError(
+            "this is not UTF-8 text (is it a binary file?); save the script as UTF-8",
+            line=data[: exc.start].count(b"\n") + 1,
+        ) from None
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(RenderCog(cast(ReelBot, bot)))

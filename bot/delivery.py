@@ -1,0 +1,267 @@
+"""Posting the finished video: within the upload limit, or a plain word why not.
+
+The limit is the one Discord reported with the command (`Interaction.filesize_limit`). A video
+over it is re-encoded to a bitrate that fits:
+
+    video kbit/s = limit × 8 × 0.95 / duration − audio kbit/s
+
+and scaled down to a frame size that bitrate can carry. If that bitrate would be absurdly low,
+the bot says the video is too long to post and where the file is kept. A 413 from Discord
+(code 40005: the real limit was smaller) re-encodes smaller once and tries again.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import discord
+import ffmpeg
+
+from pipeline.errors import MediaError
+from pipeline.media import probe
+from pipeline.proc import run_program
+
+from .answers import mention_only
+from .progress_message import format_duration
+
+__all__ = [
+    "DeliveryOutcome",
+    "FitPlan",
+    "VideoDelivery",
+    "fit_argv",
+    "fit_to_limit",
+    "format_size",
+    "plan_fit",
+]
+
+log = logging.getLogger(__name__)
+
+SAFETY = 0.95  # share of the limit the streams may use (container overhead, rate error)
+AUDIO_KBPS = 64  # narration survives 64 kbit/s AAC well
+MIN_VIDEO_KBPS = 40  # below this, a still-image slideshow turns to mush: refuse instead
+# (video kbit/s at least, shorter side of the frame): a lower bitrate gets a smaller frame.
+FRAME_STEPS = ((1500, 1080), (700, 720), (300, 540), (0, 360))
+RETRY_SHRINK = 0.7  # after a 413, aim this far under the size Discord refused
+REQUEST_TOO_LARGE = 40005
+
+
+@dataclass(frozen=True)
+class FitPlan:
+    video_kbps: int
+    audio_kbps: int
+    width: int
+    height: int
+
+
+def plan_fit(limit_bytes: int, duration: float, width: int, height: int) -> FitPlan | None:
+    """How to re-encode a `duration`-second video to fit `limit_bytes`; None if it can't."""
+    if duration <= 0:
+        return None
+    total_kbps = limit_bytes * 8 * SAFETY / duration / 1000
+    video_kbps = int(total_kbps - AUDIO_KBPS)
+    if video_kbps < MIN_VIDEO_KBPS:
+        return None
+    short_side = next(side for floor, side in FRAME_STEPS if video_kbps >= floor)
+    scale = min(1.0, short_side / min(width, height))
+    return FitPlan(video_kbps, AUDIO_KBPS, _even(width * scale), _even(height * scale))
+
+
+def _even(value: float) -> int:
+    return max(2, round(value / 2) * 2)
+
+
+def fit_argv(source: Path, out: Path, plan: FitPlan, *, preset: str) -> list[str]:
+    """ffmpeg argv (never a shell) re-encoding `source` to `plan`."""
+    stream = ffmpeg.input(str(source))
+    video = stream.video.filter("scale", plan.width, plan.height).filter("setsar", 1)
+    kbps = plan.video_kbps
+    argv: list[str] = (
+        ffmpeg.output(
+            video,
+            stream.audio,
+            str(out),
+            vcodec="libx264",
+            preset=preset,
+            pix_fmt="yuv420p",
+            acodec="aac",
+            audio_bitrate=f"{plan.audio_kbps}k",
+            movflags="+faststart",
+            f="mp4",
+            **{"b:v": f"{kbps}k", "maxrate": f"{kbps}k", "bufsize": f"{kbps}k"},
+        )
+        .global_args("-hide_banner", "-nostdin", "-loglevel", "error")
+        .overwrite_output()
+        .compile()
+    )
+    return argv
+
+
+async def fit_to_limit(
+    source: Path, out: Path, limit_bytes: int, *, duration: float, preset: str, timeout: float
+) -> Path | None:
+    """Re-encode `source` into `out` under `limit_bytes`; None if it cannot fit. The rate
+    control may overshoot a little, so an encode that comes out too big is tried again (at
+    most twice) at a bitrate scaled down by how much it missed."""
+    info = await probe(source)
+    video = info.stream("video") or {}
+    width, height = int(str(video.get("width", 1080))), int(str(video.get("height", 1920)))
+    target = limit_bytes
+    for _ in range(3):
+        plan = plan_fit(target, duration, width, height)
+        if plan is None:
+            break
+        argv = fit_argv(source, out, plan, preset=preset)
+        await run_program(argv, what="ffmpeg (re-encode to fit the upload limit)", timeout=timeout)
+        size = out.stat().st_size
+        if size <= limit_bytes:
+            log.info("re-encoded %s to %s (%d kbit/s video, %dx%d) for a %s limit", source.name,
+                     format_size(size), plan.video_kbps, plan.width, plan.height,
+                     format_size(limit_bytes))  # fmt: skip
+            return out
+        # Rate control missed (noisy content does): aim lower by the miss, and a margin.
+        target = int(target * limit_bytes / size * 0.9)
+    out.unlink(missing_ok=True)
+    return None
+
+
+def format_size(size: float) -> str:
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):.1f} MB".replace(".0 MB", " MB")
+    return f"{max(1, round(size / 1024))} KB"
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    delivered: bool
+    note: str  # one or two sentences for the progress message
+    message_id: int | None = None
+
+
+class VideoDelivery:
+    """Posts one job's video as a reply to its progress message, mentioning the requester."""
+
+    def __init__(
+        self,
+        *,
+        channel: discord.abc.Messageable,
+        job_id: int,
+        user_id: int,
+        title: str,
+        upload_limit: int,
+        reference: discord.MessageReference | None,
+        kept_as: str,
+        preset: str,
+        timeout: float,
+    ) -> None:
+        self.channel = channel
+        self.job_id = job_id
+        self.user_id = user_id
+        self.title = title
+        self.upload_limit = upload_limit
+        self.reference = reference
+        self.kept_as = kept_as
+        self.preset = preset
+        self.timeout = timeout
+
+    async def deliver(self, video: Path, duration: float) -> DeliveryOutcome:
+        """Never raises (but for cancellation): every outcome is told to the user."""
+        fitted = video.with_name(f"{video.stem}.fit.mp4")
+        try:
+            return await self._deliver(video, fitted, duration)
+        except MediaError as exc:
+            log.error("job %d: re-encoding to fit failed: %s\n%s", self.job_id, exc, exc.detail)
+            return await self._refused(f"re-encoding it to fit the upload limit failed ({exc})")
+        except discord.HTTPException as exc:
+            log.error("job %d: the upload failed: %s %s", self.job_id, exc.status, exc.text)
+            return await self._refused(f"Discord refused the upload ({exc.status}: {exc.text})")
+        finally:
+            fitted.unlink(missing_ok=True)
+
+    async def _deliver(self, video: Path, fitted: Path, duration: float) -> DeliveryOutcome:
+        limit = self.upload_limit
+        candidate = video
+        if video.stat().st_size > limit:
+            made = await self._fit(video, fitted, limit, duration)
+            if made is None:
+                return await self._too_long(duration, limit)
+            candidate = made
+        try:
+            message = await self._upload(candidate, video, limit)
+        except discord.HTTPException as exc:
+            if exc.code != REQUEST_TOO_LARGE and exc.status != 413:
+                raise
+            # Discord's real limit is smaller than the one it reported: aim well under.
+            refused = candidate.stat().st_size
+            limit = int(min(refused, discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES) * RETRY_SHRINK)
+            log.warning("job %d: Discord refused %s as too large; re-encoding for %s",
+                        self.job_id, format_size(refused), format_size(limit))  # fmt: skip
+            made = await self._fit(video, fitted, limit, duration)
+            if made is None:
+                return await self._too_long(duration, limit)
+            candidate = made
+            message = await self._upload(candidate, video, limit)
+        size = candidate.stat().st_size
+        note = f"Posted below ({format_duration(duration)}, {format_size(size)})."
+        if candidate != video:
+            note += (
+                f" Re-encoded to fit this server's {format_size(limit)} upload limit; the "
+                "full-quality file is kept on the bot's host."
+            )
+        return DeliveryOutcome(True, note, message.id)
+
+    async def _fit(self, video: Path, out: Path, limit: int, duration: float) -> Path | None:
+        return await fit_to_limit(video, out, limit, duration=duration, preset=self.preset,
+                                  timeout=self.timeout)  # fmt: skip
+
+    async def _upload(self, candidate: Path, original: Path, limit: int) -> discord.Message:
+        text = f"<@{self.user_id}> your video **{_plain(self.title)}** is ready."
+        if candidate != original:
+            text += f" (Re-encoded to fit this server's {format_size(limit)} upload limit.)"
+        return await self.channel.send(
+            text,
+            file=discord.File(candidate, filename=_filename(self.title, self.job_id)),
+            allowed_mentions=mention_only(discord.Object(self.user_id)),
+            # None (no progress message was ever posted) sends a plain message; discord.py
+            # accepts it, its overloads just do not say so.
+            reference=self.reference,  # type: ignore[arg-type]
+        )
+
+    async def _too_long(self, duration: float, limit: int) -> DeliveryOutcome:
+        note = (
+            f"Too long to post here: {format_duration(duration)} of video does not fit this "
+            f"server's {format_size(limit)} upload limit, even re-encoded at the lowest quality "
+            f"worth sending. The file is kept on the bot's host as `{self.kept_as}`: ask the "
+            "bot's operator for it, or split the script into shorter videos."
+        )
+        return await self._tell(note)
+
+    async def _refused(self, why: str) -> DeliveryOutcome:
+        note = (
+            f"The video is rendered, but {why}. The file is kept on the bot's host as "
+            f"`{self.kept_as}`: ask the bot's operator for it."
+        )
+        return await self._tell(note)
+
+    async def _tell(self, note: str) -> DeliveryOutcome:
+        text = f"<@{self.user_id}> **{_plain(self.title)}**: {note}"
+        try:
+            await self.channel.send(
+                text[:2000],
+                allowed_mentions=mention_only(discord.Object(self.user_id)),
+                reference=self.reference,  # type: ignore[arg-type]  # None: see _upload
+            )
+        except discord.HTTPException:
+            log.exception("job %d: could not tell the user about the video", self.job_id)
+        return DeliveryOutcome(False, note)
+
+
+def _plain(title: str) -> str:
+    return discord.utils.escape_mentions(discord.utils.escape_markdown(title))[:200]
+
+
+def _filename(title: str, job_id: int) -> str:
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", title).strip("-").lower()[:60]
+    return f"{slug or 'reelbot'}-{job_id}.mp4"
