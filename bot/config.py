@@ -39,7 +39,8 @@ class QueueConfig(ConfigSection):
 
 
 class RateLimitConfig(ConfigSection):
-    # /render calls allowed per user and per guild within `window` seconds.
+    # Accepted /render jobs allowed per user and per guild within `window` seconds (a refused
+    # /render, e.g. a script with a typo, does not count).
     per_user: int = Field(5, ge=1)
     per_guild: int = Field(30, ge=1)
     window: float = Field(3600.0, gt=0)

@@ -34,6 +34,7 @@ from .config import BotSettings
 from .store import Job, JobOptions, JobState, NewScene, SceneRecord, Store
 
 __all__ = [
+    "JobNotFound",
     "JobObserver",
     "JobRequest",
     "JobRunner",
@@ -269,7 +270,7 @@ class JobRunner:
             await self.store.set_state(job.id, JobState.RUNNING)
             job = await self._reload(job.id)
             observer = self.observer_for(job)
-            await observer.started(job)
+            await _quietly(observer.started(job))
             active = observer
 
             def on_event(event: ProgressEvent) -> None:
@@ -283,7 +284,7 @@ class JobRunner:
             await recorder.flush()
             self._learn(len(plan.scenes), time.monotonic() - started, result)
             await self.store.save_events(job.id, _events_json(result.events))
-            await observer.finished(await self._reload(job.id), result)
+            await _quietly(observer.finished(await self._reload(job.id), result))
             await self._finish(job.id, JobState.DONE, output=str(out))
         except asyncio.CancelledError:
             await recorder.flush()
