@@ -86,9 +86,17 @@ def bot_env(
 
 
 class BotProcess:
-    def __init__(self, fake: FakeDiscord, config: Path, env: Mapping[str, str], log: Path) -> None:
+    def __init__(
+        self,
+        fake: FakeDiscord,
+        config: Path,
+        env: Mapping[str, str],
+        log: Path,
+        args: Sequence[str] = (),
+    ) -> None:
         self.fake = fake
         self.config = config
+        self.args = list(args)
         self.env = dict(env)
         self.log = log
         self.process: asyncio.subprocess.Process | None = None
@@ -111,7 +119,7 @@ class BotProcess:
         ready, syncs = state.ready_sent, len(state.command_syncs)
         with self.log.open("ab") as log:
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bot", "--config", str(self.config),
+                sys.executable, "-m", "bot", "--config", str(self.config), *self.args,
                 env=self.env, cwd=ROOT, stdin=asyncio.subprocess.DEVNULL,
                 stdout=log, stderr=log, start_new_session=True,
             )  # fmt: skip
@@ -151,9 +159,9 @@ class BotProcess:
 
 @contextlib.asynccontextmanager
 async def running_bot(
-    fake: FakeDiscord, config: Path, env: Mapping[str, str], log: Path
+    fake: FakeDiscord, config: Path, env: Mapping[str, str], log: Path, args: Sequence[str] = ()
 ) -> AsyncIterator[BotProcess]:
-    bot = BotProcess(fake, config, env, log)
+    bot = BotProcess(fake, config, env, log, args)
     try:
         await bot.start()
         yield bot
@@ -224,3 +232,26 @@ def replies_to(fake: FakeDiscord, channel_id: int, message_id: int) -> list[Reco
         if (m.revisions[0].body.get("message_reference") or {}).get("message_id")
         in (message_id, str(message_id))
     ]
+
+
+async def delivered_or_failed(
+    fake: FakeDiscord, handle: InjectedInteraction, timeout: float = 90
+) -> str:
+    """Wait until the job's progress message says Done or Failed; return its whole embed
+    (description and fields) as text."""
+    await handle.wait_followups(1, timeout=20)
+    job_id = job_id_of(handle)
+
+    def final_text() -> str | None:
+        for progress in progress_messages(fake, handle.channel_id, job_id):
+            embed = embed_of(progress.revisions[-1])
+            text = "\n".join(
+                [str(embed.get("description", ""))]
+                + [f"{f.get('name', '')}\n{f.get('value', '')}" for f in embed.get("fields", [])]
+            )
+            if "**Done**" in text or "**Failed**" in text:
+                return text
+        return None
+
+    text: str = await fake.wait_for(final_text, timeout, f"job {job_id} to finish")
+    return text
