@@ -76,6 +76,10 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--aspect", type=_aspect, help="9:16, 16:9 or 1:1")
     render.add_argument("--voice", help="narration voice for every scene")
     render.add_argument("--title", help="the video's title")
+    render.add_argument("--captions", action=argparse.BooleanOptionalAction, default=None,
+                        help="burn in captions (default: on for 9:16)")  # fmt: skip
+    render.add_argument("--music", type=Path, metavar="FILE",
+                        help="background music: an audio file or a folder of them")  # fmt: skip
     render.add_argument("--sequential", action="store_true",
                         help="one scene after another (slow; for comparison)")  # fmt: skip
     render.add_argument("--timeline", type=_png, metavar="FILE.png",
@@ -118,7 +122,8 @@ def _render(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise ReelbotError(f"cannot read {args.script}: {exc.strerror}") from None
     script = parse_script(source, filename=args.script.name, limits=settings.limits)
-    plan = plan_render(script, settings, aspect=args.aspect, voice=args.voice, title=args.title)
+    plan = plan_render(script, settings, aspect=args.aspect, voice=args.voice, title=args.title,
+                       captions=args.captions, music=args.music)  # fmt: skip
     output: Path = args.output or Path(f"{args.script.stem}.mp4")
     progress = RenderProgress()
     events: list[ProgressEvent] = []

@@ -18,11 +18,13 @@ from .aspect import Aspect, Size
 from .errors import ConfigError
 
 __all__ = [
+    "CaptionsConfig",
     "ConfigSection",
     "ImagesConfig",
     "LimitsConfig",
     "Secrets",
     "Settings",
+    "SoundConfig",
     "StorageConfig",
     "TTSConfig",
     "VideoConfig",
@@ -78,10 +80,48 @@ class VideoConfig(ConfigSection):
     # Concurrent clip encodes; None means one per CPU core.
     encoders: int | None = Field(None, ge=1)
     timeout: float = Field(600.0, gt=0)
+    # Seconds of crossfade between scenes (0: a cut). Only the seams are re-encoded.
+    crossfade: float = Field(0.0, ge=0, le=2.0)
 
     @property
     def encoder_slots(self) -> int:
         return self.encoders or os.cpu_count() or 1
+
+
+class CaptionsConfig(ConfigSection):
+    # "auto": on for 9:16 videos, off for 16:9 and 1:1.
+    enabled: Literal["auto"] | bool = "auto"
+    position: Literal["top", "middle", "bottom"] = "bottom"
+    # A font family name, found through fontconfig (`fc-list : family`).
+    font: str = Field("Noto Sans CJK SC", min_length=1, pattern=r"^[^,{}\\\r\n]+$")
+    # Pixels; None: 7.5% of the frame's shorter side (81 px on a 1080-wide frame).
+    font_size: int | None = Field(None, ge=12, le=400)
+    bold: bool = True
+    colour: str = Field("#FFFFFF", pattern=r"^#[0-9A-Fa-f]{6}$")
+    outline_colour: str = Field("#000000", pattern=r"^#[0-9A-Fa-f]{6}$")
+    # Outline thickness in pixels.
+    outline: float = Field(6.0, ge=0, le=40)
+    # Distance from the top or bottom edge, as a fraction of the frame height.
+    margin: float = Field(0.15, ge=0, le=0.45)
+    # A phrase on screen at once: at most this many words and characters.
+    max_words: int = Field(4, ge=1, le=20)
+    max_chars: int = Field(24, ge=6, le=120)
+
+
+class SoundConfig(ConfigSection):
+    # Normalise the whole video's loudness (EBU R128, two-pass loudnorm) after the join.
+    normalize: bool = True
+    loudness_target: float = Field(-16.0, ge=-40, le=-5)
+    true_peak: float = Field(-1.5, ge=-9, le=0)
+    # Background music: an audio file, or a folder of them (one is picked per script).
+    music: Path | None = None
+    # Music loudness relative to the narration's, in LU, before ducking.
+    music_level: float = Field(-12.0, ge=-40, le=0)
+    # Ducking: the music is compressed by this ratio while the narration is above the threshold.
+    duck_ratio: float = Field(4.0, ge=1, le=20)
+    duck_threshold: float = Field(-36.0, ge=-60, le=0)
+    # Seconds of fade-out at the end of the video.
+    music_fade: float = Field(2.0, ge=0, le=10)
 
 
 class StorageConfig(ConfigSection):
@@ -117,6 +157,8 @@ class Settings(BaseSettings):
     images: ImagesConfig = ImagesConfig()
     tts: TTSConfig = TTSConfig()
     video: VideoConfig = VideoConfig()
+    captions: CaptionsConfig = CaptionsConfig()
+    sound: SoundConfig = SoundConfig()
     storage: StorageConfig = StorageConfig()
     limits: LimitsConfig = LimitsConfig()
     secrets: Secrets = Field(default_factory=Secrets, exclude=True)

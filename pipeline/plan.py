@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 from .aspect import Aspect, Size
+from .captions import captions_wanted
 from .config import Settings
 from .images.base import ImageRequest
 from .script import Script
+from .soundtrack import pick_music
 
 __all__ = ["RenderPlan", "ScenePlan", "derive_seed", "merge_negative", "plan_render"]
 
@@ -32,6 +35,9 @@ class RenderPlan:
     aspect: Aspect
     frame: Size
     scenes: tuple[ScenePlan, ...]
+    # Burned-in captions, and the background music file (None: narration only).
+    captions: bool = False
+    music: Path | None = None
 
 
 def derive_seed(prompt: str) -> int:
@@ -56,9 +62,15 @@ def plan_render(
     aspect: Aspect | None = None,
     voice: str | None = None,
     title: str | None = None,
+    captions: bool | None = None,
+    music: Path | None = None,
 ) -> RenderPlan:
     """Resolve a script. Explicit arguments (a front end's options) beat the script's header,
-    which beats the config."""
+    which beats the config.
+
+    `captions`: None follows `[captions] enabled` ("auto": on for 9:16). `music`: a file or a
+    folder, else `[sound] music`; from a folder one track is picked by the script's content.
+    Raises ConfigError when the music does not exist."""
     chosen = aspect or script.aspect or settings.video.aspect
     size = settings.images.size_for(chosen)
     scenes = tuple(
@@ -82,4 +94,14 @@ def plan_render(
         )
         for scene in script.scenes
     )
-    return RenderPlan(title=title or script.title, aspect=chosen, frame=chosen.frame, scenes=scenes)
+    resolved_title = title or script.title
+    source = music or settings.sound.music
+    track = None
+    if source is not None:
+        seed = "\n".join([resolved_title, *(s.narration for s in scenes)])
+        track = pick_music(source, seed).resolve()
+    return RenderPlan(
+        title=resolved_title, aspect=chosen, frame=chosen.frame, scenes=scenes,
+        captions=captions_wanted(settings.captions, chosen) if captions is None else captions,
+        music=track,
+    )  # fmt: skip

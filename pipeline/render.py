@@ -8,18 +8,21 @@ joined by stream copy.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import shutil
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
 import httpx
 
 from .cache import ArtifactCache, content_key
+from .captions import ass_document, cues_from_words, cues_proportional, speech_span, split_phrases
 from .config import Settings
-from .errors import ReelbotError, SceneFailed
+from .errors import MediaError, ReelbotError, SceneFailed
 from .events import (
     EventSink,
     JobDone,
@@ -33,8 +36,11 @@ from .events import (
 from .images import ImageProvider, make_images
 from .media import probe_duration
 from .plan import RenderPlan, ScenePlan
+from .soundtrack import NarrationPart, finish_sound, sound_pass_needed
+from .transitions import Piece, clip_keyframes, join_with_crossfades
 from .tts import TTSProvider, make_tts
-from .video import ClipSpec, encode_clip, join_clips
+from .tts.base import WordMark, WordTimedTTS
+from .video import ClipSpec, clip_frames, encode_clip, join_clips
 
 __all__ = ["RenderResult", "Renderer", "SceneArtifacts", "render_plan"]
 
@@ -52,6 +58,14 @@ class SceneArtifacts:
     image: Path
     clip: Path
     clip_seconds: float
+    captions: Path | None = None  # the ASS file burned into the clip
+
+
+@dataclass(frozen=True)
+class _Speech:
+    path: Path
+    seconds: float
+    words: list[WordMark] | None  # when each word starts, if the provider can tell
 
 
 @dataclass
@@ -89,6 +103,7 @@ class Renderer:
         # Set when a scene has failed: work still waiting for a slot stops instead of
         # spending a paid image request on a render that is already lost.
         self._failing = False
+        self._finishing = "joining the clips"  # what the post-scene step is doing, for errors
 
     # ------------------------------------------------------------ events
 
@@ -116,6 +131,7 @@ class Renderer:
         self._t0 = time.monotonic()
         self.events = []
         self._failing = False
+        self._finishing = "joining the clips"
         self._emit(JobStarted(0.0, plan.title, len(plan.scenes)))
         try:
             if sequential:
@@ -125,12 +141,13 @@ class Renderer:
             self._scene_event(0, Stage.JOIN, Status.STARTED)
             out.parent.mkdir(parents=True, exist_ok=True)
             temp = out.with_name(f".{out.stem}.part.mp4")
+            joined = out.with_name(f".{out.stem}.join.mp4")
             try:
-                await join_clips([s.clip for s in scenes], temp, title=plan.title,
-                                 timeout=self.settings.video.timeout)  # fmt: skip
+                await self._join_and_mix(plan, scenes, joined, temp)
                 temp.replace(out)
             finally:
                 temp.unlink(missing_ok=True)
+                joined.unlink(missing_ok=True)
             duration = await probe_duration(out)
             self._scene_event(0, Stage.JOIN, Status.DONE, path=out, seconds=duration)
         except asyncio.CancelledError:
@@ -140,10 +157,37 @@ class Renderer:
             self._emit(JobFailed(self._now(), str(exc), exc.scene, Stage(exc.stage)))
             raise
         except ReelbotError as exc:
-            self._emit(JobFailed(self._now(), f"joining the clips: {exc}", None, Stage.JOIN))
+            self._emit(JobFailed(self._now(), f"{self._finishing}: {exc}", None, Stage.JOIN))
             raise
         self._emit(JobDone(self._now(), out, duration))
         return RenderResult(out, duration, scenes, list(self.events))
+
+    async def _join_and_mix(
+        self, plan: RenderPlan, scenes: list[SceneArtifacts], joined: Path, out: Path
+    ) -> None:
+        """Join the clips by stream copy; then, if there is music or loudness to set, the sound
+        pass re-encodes the audio (only) from the scenes' WAVs into `out`."""
+        video, sound = self.settings.video, self.settings.sound
+        crossfade = video.crossfade > 0 and len(scenes) > 1
+        mix = sound_pass_needed(sound, music=plan.music, crossfade=crossfade)
+        fades: list[float] = []
+        if crossfade:  # the clips are cut at their keyframes; only the seams are encoded
+            work = joined.with_name(joined.stem + ".seams")
+            pieces = [Piece(s.clip, clip_frames(s.audio_seconds, video)) for s in scenes]
+            try:
+                fades = await join_with_crossfades(pieces, joined, config=video, title=plan.title,
+                                                   work=work, slot=self.encoder_slot)  # fmt: skip
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+        else:
+            await join_clips([s.clip for s in scenes], joined if mix else out, title=plan.title,
+                             timeout=video.timeout)  # fmt: skip
+        if not mix:
+            return
+        self._finishing = "mixing the sound"
+        parts = [NarrationPart(s.audio.resolve(), s.clip_seconds) for s in scenes]
+        await finish_sound(joined, out, parts, config=sound, music=plan.music, crossfades=fades,
+                           audio_bitrate=video.audio_bitrate, timeout=video.timeout)  # fmt: skip
 
     async def _scenes_pipelined(self, plan: RenderPlan) -> list[SceneArtifacts]:
         try:
@@ -162,40 +206,59 @@ class Renderer:
         return [task.result() for task in scene_tasks]
 
     async def _scene(
-        self, plan: RenderPlan, scene: ScenePlan, audio_task: asyncio.Task[tuple[Path, float]]
+        self, plan: RenderPlan, scene: ScenePlan, audio_task: asyncio.Task[_Speech]
     ) -> SceneArtifacts:
-        image, (audio, seconds) = await asyncio.gather(self._image(scene), audio_task)
-        return await self._clip(plan, scene, image, audio, seconds)
+        image, speech = await asyncio.gather(self._image(scene), audio_task)
+        return await self._clip(plan, scene, image, speech)
 
     async def _scene_sequential(self, plan: RenderPlan, scene: ScenePlan) -> SceneArtifacts:
         image = await self._image(scene)
-        audio, seconds = await self._audio(scene)
-        return await self._clip(plan, scene, image, audio, seconds)
+        speech = await self._audio(scene)
+        return await self._clip(plan, scene, image, speech)
 
     # ------------------------------------------------------------ the three stages
 
-    async def _audio(self, scene: ScenePlan) -> tuple[Path, float]:
+    async def _audio(self, scene: ScenePlan) -> _Speech:
         key = content_key("audio", provider=self.tts.name, voice=scene.voice,
                           text=scene.narration, speed=scene.speed)  # fmt: skip
+        timed = isinstance(self.tts, WordTimedTTS)
         cached = self.cache.lookup("audio", key, ".wav")
-        if cached is not None:
-            seconds = await self._stage(scene.number, Stage.AUDIO, probe_duration(cached))
+        # A provider that reports word timings stores them beside the audio (for captions).
+        words_file = self.cache.lookup("words", key, ".json") if timed else None
+        if cached is not None and (words_file is not None or not timed):
+
+            async def load(audio: Path) -> _Speech:
+                words = _read_words(words_file) if words_file is not None else None
+                return _Speech(audio, await probe_duration(audio), words)
+
+            speech = await self._stage(scene.number, Stage.AUDIO, load(cached))
             self._scene_event(
-                scene.number, Stage.AUDIO, Status.CACHED, path=cached, seconds=seconds
+                scene.number, Stage.AUDIO, Status.CACHED, path=cached, seconds=speech.seconds
             )
-            return cached, seconds
+            return speech
         self._scene_event(scene.number, Stage.AUDIO, Status.STARTED)
 
-        async def make() -> tuple[Path, float]:
+        async def make() -> _Speech:
+            words: list[WordMark] | None = None
             async with self.cache.writing("audio", key, ".wav") as temp:
-                await self.tts.synthesize(scene.narration, voice=scene.voice,
-                                          speed=scene.speed, out=temp)  # fmt: skip
+                if isinstance(self.tts, WordTimedTTS):
+                    words = await self.tts.synthesize_timed(
+                        scene.narration, voice=scene.voice, speed=scene.speed, out=temp
+                    )
+                else:
+                    await self.tts.synthesize(scene.narration, voice=scene.voice,
+                                              speed=scene.speed, out=temp)  # fmt: skip
                 seconds = await probe_duration(temp)
-            return self.cache.path("audio", key, ".wav"), seconds
+            if timed:
+                async with self.cache.writing("words", key, ".json") as temp:
+                    temp.write_text(_dump_words(words), encoding="utf-8")
+            return _Speech(self.cache.path("audio", key, ".wav"), seconds, words)
 
-        path, seconds = await self._stage(scene.number, Stage.AUDIO, make())
-        self._scene_event(scene.number, Stage.AUDIO, Status.DONE, path=path, seconds=seconds)
-        return path, seconds
+        speech = await self._stage(scene.number, Stage.AUDIO, make())
+        self._scene_event(
+            scene.number, Stage.AUDIO, Status.DONE, path=speech.path, seconds=speech.seconds
+        )
+        return speech
 
     async def _image(self, scene: ScenePlan) -> Path:
         request = scene.image
@@ -220,34 +283,63 @@ class Renderer:
         return path
 
     async def _clip(
-        self, plan: RenderPlan, scene: ScenePlan, image: Path, audio: Path, seconds: float
+        self, plan: RenderPlan, scene: ScenePlan, image: Path, speech: _Speech
     ) -> SceneArtifacts:
-        spec = ClipSpec(image, audio, seconds, plan.frame, self.settings.video)
+        audio, seconds = speech.path, speech.seconds
         video = self.settings.video
+        keyframes = clip_keyframes(video, clip_frames(seconds, video))  # crossfade cuts
+        spec = ClipSpec(image, audio, seconds, plan.frame, video, keyframes=keyframes)
+        captions = None
+        if plan.captions:  # what the captions are made from: the ASS follows from these
+            timing = "words" if speech.words is not None else "proportional"
+            captions = {"style": self.settings.captions.model_dump(mode="json"),
+                        "text": scene.narration, "timing": timing}  # fmt: skip
         key = content_key(
             "clip", recipe=CLIP_RECIPE, image=image.name, audio=audio.name, frame=str(plan.frame),
             fps=video.fps, pad=video.pad_seconds, zoom=video.zoom, crf=video.crf,
-            preset=video.preset, audio_bitrate=video.audio_bitrate,
+            preset=video.preset, audio_bitrate=video.audio_bitrate, captions=captions,
+            keyframes=keyframes,
         )  # fmt: skip
         done = SceneArtifacts(scene.number, audio, seconds, image,
                               self.cache.path("clip", key, ".mp4"), spec.seconds)  # fmt: skip
         if self.cache.lookup("clip", key, ".mp4") is not None:
+            if captions is not None:
+                done = replace(done, captions=self.cache.lookup("captions", key, ".ass"))
             self._scene_event(scene.number, Stage.CLIP, Status.CACHED, path=done.clip,
                               seconds=spec.seconds)  # fmt: skip
             return done
         self._scene_event(scene.number, Stage.CLIP, Status.WAITING)
 
-        async def make() -> None:
+        async def make() -> Path | None:
+            ass = None
+            if captions is not None:
+                ass = await self._captions(plan, scene, speech, key)
             async with self.encoder_slot:
                 self._stop_if_failing()
                 self._scene_event(scene.number, Stage.CLIP, Status.STARTED)
                 async with self.cache.writing("clip", key, ".mp4") as temp:
-                    await encode_clip(spec, temp, scene=scene.number)
+                    await encode_clip(replace(spec, captions=ass), temp, scene=scene.number)
+            return ass
 
-        await self._stage(scene.number, Stage.CLIP, make())
+        done = replace(done, captions=await self._stage(scene.number, Stage.CLIP, make()))
         self._scene_event(scene.number, Stage.CLIP, Status.DONE, path=done.clip,
                           seconds=spec.seconds)  # fmt: skip
         return done
+
+    async def _captions(self, plan: RenderPlan, scene: ScenePlan, speech: _Speech,
+                        key: str) -> Path:  # fmt: skip
+        """Write the scene's ASS captions (named by the clip's key: no user text in the path)."""
+        config = self.settings.captions
+        phrases = split_phrases(scene.narration, max_words=config.max_words,
+                                max_chars=config.max_chars)  # fmt: skip
+        if speech.words is not None:
+            cues = cues_from_words(phrases, speech.words, speech.seconds)
+        else:
+            start, end = await speech_span(speech.path, speech.seconds)
+            cues = cues_proportional(phrases, start, end)
+        async with self.cache.writing("captions", key, ".ass") as temp:
+            temp.write_text(ass_document(cues, config, plan.frame), encoding="utf-8")
+        return self.cache.path("captions", key, ".ass")
 
     def _stop_if_failing(self) -> None:
         if self._failing:
@@ -268,6 +360,22 @@ class Renderer:
             self._failing = True
             self._scene_event(scene, stage, Status.FAILED, message=str(exc))
             raise SceneFailed(scene, stage.value, exc) from exc
+
+
+def _dump_words(words: list[WordMark] | None) -> str:
+    if words is None:
+        return "null"
+    return json.dumps([[w.start, w.length, round(w.seconds, 6)] for w in words])
+
+
+def _read_words(path: Path) -> list[WordMark] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data is None:
+            return None
+        return [WordMark(int(a), int(b), float(c)) for a, b, c in data]
+    except (OSError, ValueError, TypeError) as exc:
+        raise MediaError(f"the cached word timings {path.name} cannot be read: {exc}") from None
 
 
 def _first_scene_failure(group: BaseExceptionGroup) -> BaseException:

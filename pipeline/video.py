@@ -28,9 +28,13 @@ __all__ = [
 ]
 
 AUDIO_RATE = 48000
-# The image is scaled up once, before the zoom, so the crop moves in half-pixel steps of the
-# output frame: the zoom stays smooth instead of jittering between whole pixels.
-ZOOM_OVERSAMPLE = 2
+# The Ken Burns zoom is not a crop: a crop (zoompan's own zoom) can only move in whole pixels
+# of its input, so even on a 2x oversampled picture the motion stepped by up to a pixel from
+# one frame to the next. `perspective` resamples every frame at the exact zoom (1/256 pixel),
+# at the picture's own resolution (capped at the frame's), which costs no more; zoompan, with
+# no zoom of its own, then brings each frame to the output size. `make bench` measures both the
+# smoothness and the cost against a still picture.
+ZOOM_INTERPOLATION = "linear"  # perspective's; "cubic" is sharper per frame and costs ~1.5x
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,10 @@ class ClipSpec:
     audio_seconds: float
     frame: Size
     config: VideoConfig
+    # An ASS subtitle file burned in after the zoom (pipeline/captions.py writes it).
+    captions: Path | None = None
+    # Frame numbers that must be IDR frames: where a crossfade seam cuts the clip.
+    keyframes: tuple[int, ...] = ()
 
     @property
     def frames(self) -> int:
@@ -78,43 +86,77 @@ def _audio(spec: ClipSpec, seconds: float) -> ffmpeg.nodes.FilterableStream:
 
 def clip_argv(spec: ClipSpec, out: Path) -> list[str]:
     """A still image with a slow centred zoom, as long as its narration plus the pad."""
+    return _output(_ken_burns(spec), spec, out)
+
+
+def _picture(spec: ClipSpec) -> ffmpeg.nodes.FilterableStream:
+    """The image as one yuv420p frame of the output's shape, decoded and converted once."""
+    width, height = spec.frame
+    return (
+        ffmpeg.input(str(spec.image), framerate=spec.config.fps)
+        # The largest centred box of the frame's shape (even sides), then no larger than the
+        # frame: the zoom works on the picture's own pixels, never on an upscaled copy.
+        .video.filter("crop", f"trunc(min(iw,ih*{width}/{height})/2)*2",
+                      f"trunc(min(ih,iw*{height}/{width})/2)*2")
+        .filter("scale", f"min(iw,{width})", -2, flags="lanczos")
+        .filter("setsar", 1)
+        .filter("format", "yuv420p")
+    )  # fmt: skip
+
+
+def _ken_burns(spec: ClipSpec) -> ffmpeg.nodes.FilterableStream:
+    """`spec.frames` frames zooming linearly from 1 to `config.zoom` about the centre.
+
+    Each frame n shows the centred rectangle of the picture W/z(n) by H/z(n) (in the picture's
+    pixels, W x H), resampled by `perspective` at sub-pixel precision, so the motion is smooth
+    however slow it is; zoompan (zoom 1) then scales each frame to the output size."""
     width, height = spec.frame
     frames = spec.frames
-    big_w, big_h = width * ZOOM_OVERSAMPLE, height * ZOOM_OVERSAMPLE
-    step = (spec.config.zoom - 1.0) / max(1, frames - 1)
-    video = (
-        ffmpeg.input(str(spec.image))
-        .video.filter("scale", big_w, big_h, force_original_aspect_ratio="increase",
-                      flags="lanczos")
-        .filter("crop", big_w, big_h)
+    rate = (spec.config.zoom - 1.0) / max(1, frames - 1)
+    z = f"(1+{rate:.12g}*in)"  # `in`: the frame number
+    # The corners of that rectangle; its centre stays on the picture's centre ((W-1)/2, ...).
+    left, top = f"(W-1)/2*(1-1/{z})", f"(H-1)/2*(1-1/{z})"
+    right, bottom = f"{left}+W/{z}", f"{top}+H/{z}"
+    return (
+        _picture(spec)
+        .filter("loop", loop=frames - 1, size=1)
+        .filter("perspective", x0=left, y0=top, x1=right, y1=top, x2=left, y2=bottom,
+                x3=right, y3=bottom, interpolation=ZOOM_INTERPOLATION, eval="frame")
+        .filter("zoompan", d=1, s=f"{width}x{height}", fps=spec.config.fps)
         .filter("setsar", 1)
-        .filter(
-            "zoompan",
-            z=f"1+{step:.9f}*on",
-            x="(iw-iw/zoom)/2",
-            y="(ih-ih/zoom)/2",
-            d=frames,
-            s=f"{width}x{height}",
-            fps=spec.config.fps,
-        )
     )  # fmt: skip
-    return _output(video, spec, out)
 
 
 def still_argv(spec: ClipSpec, out: Path) -> list[str]:
-    """The encode floor: the same image and codec settings, with no motion (benchmarks)."""
+    """The encode floor (benchmarks): the same picture and codec settings, with no motion.
+
+    The picture is decoded and scaled once and the frame repeated, so nothing but the encoder
+    works per frame."""
     width, height = spec.frame
     video = (
-        ffmpeg.input(str(spec.image), loop=1, framerate=spec.config.fps)
-        .video.filter("scale", width, height, force_original_aspect_ratio="increase")
+        ffmpeg.input(str(spec.image), framerate=spec.config.fps)
+        .video.filter("scale", width, height, force_original_aspect_ratio="increase",
+                      flags="lanczos")
         .filter("crop", width, height)
         .filter("setsar", 1)
-    )
+        .filter("format", "yuv420p")
+        .filter("loop", loop=spec.frames - 1, size=1)
+        .filter("setpts", f"N/({spec.config.fps}*TB)")
+    )  # fmt: skip
     return _output(video, spec, out)
 
 
 def _output(video: ffmpeg.nodes.FilterableStream, spec: ClipSpec, out: Path) -> list[str]:
     seconds = spec.seconds
+    if spec.captions is not None:
+        # libass draws onto the moving picture, so the captions themselves stay still. The
+        # path is escaped for the filter graph by ffmpeg-python (both levels); it is absolute,
+        # so nothing in it is read as an option.
+        video = video.filter("ass", filename=str(spec.captions.resolve()))
+    cuts: dict[str, object] = {}
+    if spec.keyframes:  # pipeline/transitions.py splits the clip there by stream copy
+        forced = "+".join(f"eq(n,{n})" for n in spec.keyframes)
+        cuts = {"force_key_frames": f"expr:{forced}", "forced-idr": 1}
     stream = ffmpeg.output(
         video,
         _audio(spec, seconds),
@@ -122,6 +164,7 @@ def _output(video: ffmpeg.nodes.FilterableStream, spec: ClipSpec, out: Path) -> 
         t=f"{seconds:.6f}",
         f="mp4",
         **_codec_args(spec.config),
+        **cuts,
     )
     argv: list[str] = (
         stream.global_args("-hide_banner", "-nostdin", "-loglevel", "error")

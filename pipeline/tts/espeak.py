@@ -1,13 +1,26 @@
-"""espeak-ng, the embedded default: local, offline, a subprocess per scene."""
+"""espeak-ng, the embedded default: local, offline, a subprocess per scene.
+
+The narration is spoken by libespeak-ng through a small helper process (`_espeak_words.py`),
+which writes the same WAV the `espeak-ng` command would and also reports where every word
+starts (the library's own word events, in samples). Captions are timed from those. Without the
+library (never the case with the Debian package, which depends on it) the `espeak-ng` command
+is used and captions fall back to proportional timing.
+"""
 
 from __future__ import annotations
 
+import ctypes
+import json
+import sys
 from pathlib import Path
 
 from ..errors import MediaError, TTSError
 from ..proc import run_program
+from . import _espeak_words
+from .base import WordMark
 
 ESPEAK_DEFAULT_WPM = 175
+HELPER = Path(_espeak_words.__file__)
 
 
 class EspeakTTS:
@@ -16,6 +29,7 @@ class EspeakTTS:
     def __init__(self, timeout: float = 120.0) -> None:
         self.timeout = timeout
         self._voice_names: frozenset[str] | None = None
+        self._library: bool | None = None
 
     async def _voices(self) -> frozenset[str]:
         """Language codes, voice names and voice files espeak-ng knows, lower-cased."""
@@ -31,7 +45,22 @@ class EspeakTTS:
             self._voice_names = frozenset(names)
         return self._voice_names
 
+    def _has_library(self) -> bool:
+        if self._library is None:
+            try:
+                ctypes.CDLL(_espeak_words.LIBRARY)
+                self._library = True
+            except OSError:
+                self._library = False
+        return self._library
+
     async def synthesize(self, text: str, *, voice: str, speed: float, out: Path) -> None:
+        await self.synthesize_timed(text, voice=voice, speed=speed, out=out)
+
+    async def synthesize_timed(
+        self, text: str, *, voice: str, speed: float, out: Path
+    ) -> list[WordMark] | None:
+        """Speak `text` into `out`; return where each word starts (None without the library)."""
         # espeak-ng silently falls back to its default voice for a name it does not know.
         if not _known_voice(voice, await self._voices()):
             raise TTSError(
@@ -39,14 +68,34 @@ class EspeakTTS:
                 "`espeak-ng --voices` lists them all)"
             )
         wpm = max(80, min(450, round(ESPEAK_DEFAULT_WPM * speed)))
-        # Text goes in on stdin, so nothing the user wrote can be read as an option.
-        argv = ["espeak-ng", "-v", voice, "-s", str(wpm), "-w", str(out)]
+        if self._has_library():
+            # Python in isolated mode, the helper by path: nothing of ours is imported there.
+            argv = [sys.executable, "-I", str(HELPER), voice, str(wpm), str(out)]
+        else:
+            # Text goes in on stdin, so nothing the user wrote can be read as an option.
+            argv = ["espeak-ng", "-v", voice, "-s", str(wpm), "-w", str(out)]
         try:
-            await run_program(
+            report = await run_program(
                 argv, what="espeak-ng", timeout=self.timeout, stdin=text.encode("utf-8")
             )
         except MediaError as exc:
             raise TTSError(f"{exc}: {exc.detail[-300:]}".rstrip(": ")) from None
+        if not self._has_library():
+            return None
+        return parse_word_report(report)
+
+
+def parse_word_report(report: bytes) -> list[WordMark]:
+    """The helper's JSON report → word onsets in seconds."""
+    try:
+        data = json.loads(report)
+        rate = int(data["rate"])
+        return [
+            WordMark(start=int(start), length=int(length), seconds=int(sample) / rate)
+            for start, length, sample in data["words"]
+        ]
+    except (ValueError, KeyError, TypeError, ZeroDivisionError) as exc:
+        raise TTSError(f"espeak-ng reported word timings that cannot be read: {exc}") from None
 
 
 def _known_voice(voice: str, names: frozenset[str]) -> bool:

@@ -1,0 +1,318 @@
+"""The sound pass, after the join: the narration rebuilt from the scenes' WAVs, background
+music laid under it and ducked, and the whole loudness normalised — audio only; the video
+stream is copied untouched (`-c:v copy`).
+
+    narration (every scene's WAV, padded to its clip's length, joined or crossfaded)
+        ├──────────────────────────────────────────────┐ (the sidechain key)
+    music (looped, trimmed, levelled, faded) ── sidechaincompress ── amix ── loudnorm ── AAC
+
+- The narration is taken from the WAVs, not decoded from the clips' AAC: one encode less, and
+  the crossfades between scenes are made here, sample-accurately.
+- The music's level is set relative to the narration's measured loudness (`music_level` LU),
+  so a quiet or a loud track ends up in the same place.
+- Loudness is normalised in two passes: the first measures the mix with `loudnorm`
+  (integrated loudness, range, true peak, threshold); the second applies `loudnorm` with those
+  measurements, which lands on the target (within a few tenths of a LU) instead of the
+  approximation of a single pass.
+
+A folder of music: its audio files, sorted by name, are picked by a hash of the script (title
+and narration), so a re-render of the same script gets the same track.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import ffmpeg
+
+from .config import SoundConfig
+from .errors import ConfigError, MediaError
+from .proc import _kill  # the same kill-and-reap on cancel as proc.run_program
+
+__all__ = [
+    "MUSIC_SUFFIXES",
+    "Loudness",
+    "NarrationPart",
+    "finish_sound",
+    "measure_loudness",
+    "music_files",
+    "pick_music",
+    "sound_pass_needed",
+]
+
+MUSIC_SUFFIXES = frozenset({".mp3", ".m4a", ".aac", ".ogg", ".opus", ".flac", ".wav"})
+AUDIO_RATE = 48000
+LOUDNESS_RANGE = 11.0  # loudnorm's LRA target
+MUSIC_FADE_IN = 0.3
+DUCK_ATTACK_MS = 20
+DUCK_RELEASE_MS = 350
+MAX_MUSIC_GAIN_DB = 30.0
+LIMITER_HEADROOM = 1.0  # dB under the true-peak ceiling: the limiter works on samples
+
+
+@dataclass(frozen=True)
+class NarrationPart:
+    """One scene's narration WAV and the length of its clip (narration plus pad)."""
+
+    audio: Path
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Loudness:
+    """`loudnorm`'s first-pass measurement of a stream."""
+
+    integrated: float  # LUFS
+    true_peak: float  # dBTP
+    lra: float  # LU
+    threshold: float  # LUFS
+    offset: float  # LU: target minus what a single pass would reach
+
+    @classmethod
+    def from_json(cls, data: dict[str, str]) -> Loudness:
+        def number(key: str, low: float, high: float) -> float:
+            value = float(data[key])  # "-inf" for silence
+            return min(high, max(low, value)) if not math.isnan(value) else low
+
+        return cls(
+            integrated=number("input_i", -99, 0),
+            true_peak=number("input_tp", -99, 99),
+            lra=number("input_lra", 0, 99),
+            threshold=number("input_thresh", -99, 0),
+            offset=number("target_offset", -99, 99),
+        )
+
+
+# ------------------------------------------------------------------ music
+
+
+def music_files(source: Path) -> list[Path]:
+    """The audio files a music setting names: the file itself, or a folder's, by name."""
+    if source.is_file():
+        return [source]
+    if source.is_dir():
+        return sorted(
+            p for p in source.iterdir() if p.is_file() and p.suffix.lower() in MUSIC_SUFFIXES
+        )
+    raise ConfigError(f"the music {source} does not exist")
+
+
+def pick_music(source: Path, seed: str) -> Path:
+    """One track for this script: a file as given, or one of a folder's picked by `seed`."""
+    files = music_files(source)
+    if not files:
+        raise ConfigError(f"the music folder {source} holds no audio files "
+                          f"({', '.join(sorted(MUSIC_SUFFIXES))})")  # fmt: skip
+    digest = hashlib.sha256(seed.encode("utf-8")).digest()
+    return files[int.from_bytes(digest[:8], "big") % len(files)]
+
+
+def sound_pass_needed(config: SoundConfig, *, music: Path | None, crossfade: bool) -> bool:
+    return config.normalize or music is not None or crossfade
+
+
+# ------------------------------------------------------------------ graphs
+
+Stream: TypeAlias = Any  # an ffmpeg-python FilterableStream (the library is untyped)
+
+
+def _stereo(stream: Stream) -> Stream:
+    return stream.filter("aresample", AUDIO_RATE).filter(
+        "aformat", sample_fmts="fltp", sample_rates=AUDIO_RATE, channel_layouts="stereo"
+    )
+
+
+def narration_stream(parts: Sequence[NarrationPart], crossfades: Sequence[float]) -> Stream:
+    """Every scene's WAV, padded (then cut) to its clip's length, one after another; the
+    n-th seam overlaps the two scenes by `crossfades[n]` seconds (0: a plain cut)."""
+    if len(crossfades) != max(0, len(parts) - 1):
+        raise ValueError("one crossfade per seam")
+    streams = [
+        _stereo(ffmpeg.input(str(part.audio)).audio)
+        .filter("apad", whole_dur=f"{part.seconds:.6f}")
+        .filter("atrim", end=f"{part.seconds:.6f}")
+        for part in parts
+    ]
+    if not any(crossfades):
+        return streams[0] if len(streams) == 1 else ffmpeg.concat(*streams, v=0, a=1)
+    joined = streams[0]
+    for stream, fade in zip(streams[1:], crossfades, strict=True):
+        if fade > 0:
+            joined = ffmpeg.filter([joined, stream], "acrossfade", d=f"{fade:.6f}",
+                                   c1="tri", c2="tri")  # fmt: skip
+        else:
+            joined = ffmpeg.concat(joined, stream, v=0, a=1)
+    return joined
+
+
+def music_stream(music: Path, seconds: float, *, gain_db: float, fade: float) -> Stream:
+    """The track looped (or cut) to `seconds`, at `gain_db`, faded in briefly and out."""
+    stream = (
+        _stereo(ffmpeg.input(str(music), stream_loop=-1).audio)
+        .filter("atrim", duration=f"{seconds:.6f}")
+        .filter("asetpts", "PTS-STARTPTS")
+        .filter("volume", f"{gain_db:.2f}dB")
+        .filter("afade", t="in", d=f"{min(MUSIC_FADE_IN, seconds / 4):.3f}")
+    )
+    if fade > 0:
+        fade = min(fade, seconds / 2)
+        stream = stream.filter("afade", t="out", st=f"{seconds - fade:.6f}", d=f"{fade:.6f}")
+    return stream
+
+
+def mix_stream(narration: Stream, music: Stream, config: SoundConfig) -> Stream:
+    """The music ducked under the narration (sidechain compression keyed by it), then both."""
+    split = narration.filter_multi_output("asplit")  # ffmpeg-python counts the outputs
+    voice, key = split.stream(0), split.stream(1)
+    ducked = ffmpeg.filter(
+        [music, key], "sidechaincompress",
+        threshold=f"{10 ** (config.duck_threshold / 20):.6f}", ratio=config.duck_ratio,
+        attack=DUCK_ATTACK_MS, release=DUCK_RELEASE_MS,
+    )  # fmt: skip
+    return ffmpeg.filter([voice, ducked], "amix", inputs=2, duration="first", normalize=0)
+
+
+def _loudnorm(stream: Stream, config: SoundConfig, measured: Loudness | None) -> Stream:
+    options: dict[str, object] = {
+        "I": config.loudness_target, "TP": config.true_peak, "LRA": LOUDNESS_RANGE,
+    }  # fmt: skip
+    if measured is None:
+        return stream.filter("loudnorm", print_format="json", **options)
+    options |= {
+        "measured_I": f"{measured.integrated:.2f}", "measured_TP": f"{measured.true_peak:.2f}",
+        "measured_LRA": f"{measured.lra:.2f}", "measured_thresh": f"{measured.threshold:.2f}",
+        "offset": f"{measured.offset:.2f}", "linear": "true", "print_format": "none",
+    }  # fmt: skip
+    return _stereo(stream.filter("loudnorm", **options))
+
+
+def _levelled(stream: Stream, gain_db: float, config: SoundConfig) -> Stream:
+    """`gain_db` of gain, with a lookahead limiter keeping the peaks `LIMITER_HEADROOM` dB
+    under the true-peak ceiling (delay compensated, no automatic make-up gain)."""
+    limit = 10 ** ((config.true_peak - LIMITER_HEADROOM) / 20)
+    return stream.filter("volume", f"{gain_db:.3f}dB").filter(
+        "alimiter", limit=f"{limit:.6f}", attack=5, release=50, level="false", latency="true"
+    )
+
+
+def _global(stream: ffmpeg.nodes.OutputStream) -> list[str]:
+    argv: list[str] = (
+        stream.global_args("-hide_banner", "-nostdin", "-loglevel", "info")
+        .overwrite_output()
+        .compile()
+    )
+    return argv
+
+
+def measure_argv(audio: Stream, config: SoundConfig) -> list[str]:
+    return _global(ffmpeg.output(_loudnorm(audio, config, None), "-", f="null"))
+
+
+# ------------------------------------------------------------------ running
+
+
+async def run_for_log(argv: Sequence[str], *, what: str, timeout: float) -> str:
+    """Run ffmpeg and return its log (stderr), where `loudnorm` writes its measurement.
+    (proc.run_program returns stdout only.) Killed and reaped on cancel, like run_program."""
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except FileNotFoundError:
+        raise MediaError(f"{argv[0]} is not installed (run `reelbot doctor`)") from None
+    try:
+        async with asyncio.timeout(timeout):
+            _, stderr = await process.communicate()
+    except BaseException as exc:
+        await _kill(process)
+        if isinstance(exc, TimeoutError):
+            raise MediaError(f"{what} took longer than {timeout:.0f} s and was stopped") from None
+        raise
+    log = stderr.decode("utf-8", "replace")
+    if process.returncode != 0:
+        raise MediaError(f"{what} failed (exit code {process.returncode})", detail=log[-2000:])
+    return log
+
+
+async def measure_loudness(audio: Stream, config: SoundConfig, *, timeout: float) -> Loudness:
+    log = await run_for_log(measure_argv(audio, config), what="ffmpeg (loudness measurement)",
+                            timeout=timeout)  # fmt: skip
+    start, end = log.rfind("{"), log.rfind("}")
+    try:
+        return Loudness.from_json(json.loads(log[start : end + 1]))
+    except (ValueError, KeyError) as exc:
+        raise MediaError("loudnorm reported no measurement", detail=log[-2000:]) from exc
+
+
+async def _normalized(make: Callable[[], Stream], config: SoundConfig, *, timeout: float) -> Stream:
+    """`make()`'s audio at the loudness target, in three measured steps:
+
+    1. measure it; 2. apply the gain that reaches the target, through a lookahead limiter
+    that keeps the peaks under the true-peak ceiling (speech peaks high: a plain gain would
+    clip, and loudnorm would then switch to its approximate dynamic mode), and measure that;
+    3. loudnorm in linear mode with this measurement: the small remaining gain, exact.
+    """
+    first = await measure_loudness(make(), config, timeout=timeout)
+    if first.integrated <= -70:  # silence: nothing to normalise
+        return _stereo(make())
+    gain = config.loudness_target - first.integrated
+    second = await measure_loudness(_levelled(make(), gain, config), config, timeout=timeout)
+    return _loudnorm(_levelled(make(), gain, config), config, second)
+
+
+async def finish_sound(
+    video: Path,
+    out: Path,
+    parts: Sequence[NarrationPart],
+    *,
+    config: SoundConfig,
+    music: Path | None,
+    crossfades: Sequence[float] = (),
+    audio_bitrate: str = "160k",
+    timeout: float = 600.0,
+) -> None:
+    """Write `out`: `video`'s video stream copied, with the new soundtrack."""
+    crossfades = list(crossfades) or [0.0] * (len(parts) - 1)
+    seconds = sum(p.seconds for p in parts) - sum(crossfades)
+
+    def soundtrack(music_gain: float | None) -> Stream:
+        narration = narration_stream(parts, crossfades)
+        if music is None or music_gain is None:
+            return narration
+        bed = music_stream(music, seconds, gain_db=music_gain, fade=config.music_fade)
+        return mix_stream(narration, bed, config)
+
+    gain: float | None = None
+    if music is not None:
+        bare = music_stream(music, seconds, gain_db=0.0, fade=0.0)
+        voice, track = await asyncio.gather(
+            measure_loudness(soundtrack(None), config, timeout=timeout),
+            measure_loudness(bare, config, timeout=timeout),
+        )
+        if track.integrated <= -70:
+            raise MediaError(f"the music {music.name} is silent")
+        wanted = voice.integrated + config.music_level if voice.integrated > -70 else -30.0
+        gain = min(MAX_MUSIC_GAIN_DB, wanted - track.integrated)
+
+    if config.normalize:
+        audio = await _normalized(lambda: soundtrack(gain), config, timeout=timeout)
+    else:
+        audio = _stereo(soundtrack(gain))
+    stream = ffmpeg.output(
+        ffmpeg.input(str(video)).video, audio, str(out),
+        vcodec="copy", acodec="aac", audio_bitrate=audio_bitrate, ar=AUDIO_RATE, ac=2,
+        map_metadata=0, movflags="+faststart", f="mp4",
+    )  # fmt: skip
+    argv = _global(stream)
+    argv[argv.index("info")] = "error"
+    await run_for_log(argv, what="ffmpeg (sound)", timeout=timeout)
