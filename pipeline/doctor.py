@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,6 +13,7 @@ from rich.markup import escape
 from .config import Settings, load_settings
 from .errors import ConfigError
 from .images.card import FONT_FILES
+from .tts._espeak_words import LIBRARY as ESPEAK_LIBRARY
 
 __all__ = ["run_doctor"]
 
@@ -32,6 +34,13 @@ def run_doctor(config: Path | None, console: Console) -> int:
            "libx264")  # fmt: skip
     font = next((f for f in FONT_FILES if Path(f).is_file()), None)
     report(font is not None, "font", font or "no Noto/DejaVu font; cards use a fallback")
+    report("ass" in _output(["ffmpeg", "-hide_banner", "-filters"]), "captions filter",
+           "libass (ffmpeg's ass filter)")  # fmt: skip
+    try:
+        ctypes.CDLL(ESPEAK_LIBRARY)
+        report(True, "word timing", f"{ESPEAK_LIBRARY} (captions follow espeak-ng's words)")
+    except OSError:
+        report(False, "word timing", f"{ESPEAK_LIBRARY} cannot be loaded (install espeak-ng)")
     try:
         settings: Settings | None = load_settings(config)
         report(True, "config", str(config) if config else "built-in defaults")
@@ -46,6 +55,11 @@ def run_doctor(config: Path | None, console: Console) -> int:
             detail += " — offline storyboard cards; set TOGETHER_API_KEY for FLUX images"
         report(provider != "together" or key is not None, "images", detail)
         report(True, "speech", f"{settings.tts.provider}, voice {settings.tts.voice}")
+        families = _output(["fc-list", ":", "family"])
+        caption_font = settings.captions.font
+        installed = caption_font.lower() in families.lower()
+        detail = caption_font if installed else f"{caption_font} is not installed"
+        report(installed, "caption font", detail)
         report(True, "data", str(settings.storage.data_dir.resolve()))
     console.print("ready to render" if not problems else f"{problems} problem(s) found")
     return 0 if not problems else 1
