@@ -467,3 +467,21 @@ def _job_messages(world: World) -> int:
     return sum(
         1 for m in world.fake.messages.get(GENERAL, []) if m.embeds and m.interaction_id is None
     )
+
+
+async def test_429s_on_edits_and_uploads_are_absorbed(world: World) -> None:
+    fake = world.fake
+    script = SCRIPT.replace("red lighthouse", "grey pier").replace("green sea", "pink dune")
+    edits_429 = sum(r.status == 429 for r in fake.requests_of("edit_message"))
+    files_429 = sum(r.status == 429 for r in fake.requests_of("create_message_with_files"))
+    fake.fail_next("edit_message", 429, retry_after=0.3)
+    fake.fail_next("create_message_with_files", 429, retry_after=0.3)
+    rendered = await delivered(world, await start_render(world, "hank", script=script))
+    assert sum(r.status == 429 for r in fake.requests_of("edit_message")) == edits_429 + 1
+    assert (
+        sum(r.status == 429 for r in fake.requests_of("create_message_with_files")) == files_429 + 1
+    )
+    # Nothing was lost to the rate limits: every scene image, the final state, the video.
+    assert len(fake.messages[fake.threads[rendered.progress.id].id]) == 3
+    assert all_done(rendered.progress.revisions[-1])
+    assert rendered.upload is not None and check_mp4(rendered.upload, world.tmp) > 2
