@@ -21,6 +21,13 @@ from .checks import Refusal, RenderRateLimits
 from .config import BotSettings
 from .jobs import JobRunner
 from .presenter import Presenters
+from .review import (
+    ApproveAllButton,
+    ApproveButton,
+    EditPromptButton,
+    RegenerateButton,
+    SceneReview,
+)
 from .store import JobState, Store
 
 __all__ = ["EXTENSIONS", "PERSISTENT_ITEMS", "ReelBot", "bot_intents"]
@@ -31,9 +38,14 @@ log = logging.getLogger(__name__)
 EXTENSIONS = ("bot.cogs.render", "bot.cogs.queue")
 
 # Components that must keep working on messages posted before a restart: `DynamicItem`
-# subclasses whose state lives in their custom_id (and in the store). The review buttons
-# (approve / re-roll a scene) belong here; they are registered once, in setup_hook.
-PERSISTENT_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = ()
+# subclasses whose state lives in their custom_id (and in the store): the scene review
+# buttons (bot/review.py). They are registered once, in setup_hook.
+PERSISTENT_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
+    RegenerateButton,
+    EditPromptButton,
+    ApproveButton,
+    ApproveAllButton,
+)
 
 GENERIC_FAILURE = (
     "Something went wrong on my side while doing that. It has been logged; "
@@ -72,6 +84,8 @@ class ReelBot(commands.Bot):
         self.runner = runner
         self.presenters = presenters
         self.render_limits = RenderRateLimits(settings.rate_limit)
+        self.review = SceneReview(client=self, store=store, runner=runner,
+                                  presenters=presenters, config=settings.discord)  # fmt: skip
         self._stopping = False
         presenters.bind(self)
         self.tree.error(self.on_app_command_error)

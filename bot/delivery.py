@@ -155,8 +155,10 @@ class VideoDelivery:
         kept_as: str,
         preset: str,
         timeout: float,
+        note: str = "",
     ) -> None:
         self.channel = channel
+        self.note = note  # said with the video, e.g. "Version 2: scene 3 changed."
         self.job_id = job_id
         self.user_id = user_id
         self.title = title
@@ -218,6 +220,8 @@ class VideoDelivery:
 
     async def _upload(self, candidate: Path, original: Path, limit: int) -> discord.Message:
         text = f"<@{self.user_id}> your video **{_plain(self.title)}** is ready."
+        if self.note:
+            text += f" {self.note}"
         if candidate != original:
             text += f" (Re-encoded to fit this server's {format_size(limit)} upload limit.)"
         return await self.channel.send(

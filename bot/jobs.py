@@ -3,6 +3,11 @@
 Modelled on arq's `run_job`: each job is its own task, removed from the task table in
 `finally`; a cancellation is sorted by cause (the user's cancel → `cancelled`; shutdown →
 back to `queued`, to be resumed); the final state write is shielded.
+
+Scene review: a `review` job whose scenes are not all approved is rendered without the join
+(a review round) and waits in `review`; approving the last scene queues it again, and that run
+finds every artifact in the cache, joins and delivers. Regenerating or editing a scene gives
+it a new version and queues the job again: only that scene's image and clip are made.
 """
 
 from __future__ import annotations
@@ -12,11 +17,12 @@ import contextlib
 import dataclasses
 import json
 import logging
+import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import httpx
 
@@ -34,13 +40,17 @@ from .config import BotSettings
 from .store import Job, JobOptions, JobState, NewScene, SceneRecord, Store
 
 __all__ = [
+    "Approval",
     "JobNotFound",
     "JobObserver",
     "JobRequest",
     "JobRunner",
     "QueueEntry",
     "QueueFull",
+    "ReviewObserver",
+    "ReviewRefused",
     "UserLimitReached",
+    "fresh_seed",
 ]
 
 log = logging.getLogger(__name__)
@@ -58,6 +68,17 @@ class UserLimitReached(ReelbotError):
 
 class JobNotFound(ReelbotError):
     pass
+
+
+class ReviewRefused(ReelbotError):
+    """A review action that cannot act now; the message says why (and what to do)."""
+
+
+@dataclass(frozen=True)
+class Approval:
+    approved: int  # scenes of the job approved now
+    total: int
+    queued: bool  # this approval completed the review: the job is queued to be joined
 
 
 @dataclass(frozen=True)
@@ -89,6 +110,15 @@ class JobObserver(Protocol):
     async def failed(self, job: Job, reason: str) -> None: ...
 
     async def cancelled(self, job: Job) -> None: ...
+
+
+@runtime_checkable
+class ReviewObserver(JobObserver, Protocol):
+    """A front end that shows a job's scenes for review."""
+
+    async def reviewing(self, job: Job) -> None:
+        """A review round is over: every scene exists and the job waits for approvals."""
+        ...
 
 
 class _Shutdown(Exception):
@@ -222,6 +252,88 @@ class JobRunner:
     def is_running(self, job_id: int) -> bool:
         return job_id in self._running
 
+    def wake(self) -> None:
+        """Look at the queue again: a job was put back in it (a review action)."""
+        self._wake.set()
+
+    # ------------------------------------------------------------ review
+
+    async def revise_scene(
+        self,
+        job_id: int,
+        number: int,
+        version: int,
+        *,
+        new_seed: bool = False,
+        prompt: str | None = None,
+        negative: str | None = None,
+    ) -> SceneRecord:
+        """Make the next version of a scene (a new seed, or a new prompt) and put the job back
+        in the queue; the caller shows that, then calls `wake()`. Raises ReviewRefused if the
+        scene is not at `version` any more or the job is being rendered right now."""
+        current = await self.store.scene(job_id, number)
+        if current is None:
+            raise JobNotFound(f"job #{job_id} has no scene {number}")
+        revised = await self.store.revise_scene(
+            job_id,
+            number,
+            version,
+            seed=fresh_seed(current.seed) if new_seed else current.seed,
+            image_prompt=current.image_prompt if prompt is None else prompt,
+            negative_prompt=current.negative_prompt if negative is None else negative,
+        )
+        if revised is None:
+            raise await self.review_refusal(job_id, number, version)
+        log.info("job %d: scene %d is now version %d", job_id, number, revised.version)
+        return revised
+
+    async def approve_scene(self, job_id: int, number: int, version: int) -> Approval:
+        if not await self.store.approve_scene(job_id, number, version):
+            raise await self.review_refusal(job_id, number, version, approving=True)
+        return await self._approval(job_id)
+
+    async def approve_all(self, job_id: int) -> tuple[list[int], Approval]:
+        """Approve every scene of a job waiting for review; the numbers newly approved."""
+        job = await self._reload(job_id)
+        if job.state is not JobState.REVIEW:
+            raise ReviewRefused(_not_reviewing(job))
+        numbers = await self.store.approve_all(job_id)
+        return numbers, await self._approval(job_id)
+
+    async def _approval(self, job_id: int) -> Approval:
+        queued = await self.store.queue_if_approved(job_id)
+        scenes = await self.store.scenes(job_id)
+        return Approval(sum(s.approved for s in scenes), len(scenes), queued)
+
+    async def review_refusal(
+        self, job_id: int, number: int, version: int, *, approving: bool = False
+    ) -> ReelbotError:
+        """Why a click on `version` of a scene cannot act, in the clicker's words."""
+        job = await self.store.get_job(job_id)
+        scene = await self.store.scene(job_id, number)
+        if job is None or scene is None:
+            return JobNotFound(f"job #{job_id} no longer exists")
+        if job.state is JobState.CANCELLED:
+            return ReviewRefused(f"Job #{job_id} was cancelled: its scenes can't change any more.")
+        if scene.version != version:
+            if scene.posted_version != scene.version and job.state.active:
+                return ReviewRefused(
+                    f"Scene {number} is already being regenerated: version {scene.version} "
+                    "replaces this one in a moment."
+                )
+            return ReviewRefused(
+                f"This is version {version} of scene {number}; it is at version "
+                f"{scene.version} now. Use the buttons on its latest image."
+            )
+        if approving and scene.approved:
+            return ReviewRefused(f"Scene {number} is already approved.")
+        if job.state is JobState.RUNNING:
+            return ReviewRefused(
+                f"Job #{job_id} is being rendered or delivered right now; try again in a "
+                "moment, once it has finished."
+            )
+        return ReviewRefused(f"Scene {number} can't be changed while the job is {job.state}.")
+
     # ------------------------------------------------------------ running jobs
 
     async def _dispatch(self) -> None:
@@ -237,14 +349,16 @@ class JobRunner:
                 task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
                 self._running[job.id] = task
 
-    async def plan_for(self, job: Job) -> RenderPlan:
+    async def plan_for(self, job: Job, records: Sequence[SceneRecord] | None = None) -> RenderPlan:
         """The job's plan: its script and options, with the seeds and prompts recorded for
         each scene at queue time (or changed by review since)."""
         script = parse_script(job.script, filename=job.filename, limits=self.settings.limits)
         plan = self._plan(script, job.options)
-        records = {s.number: s for s in await self.store.scenes(job.id)}
+        if records is None:
+            records = await self.store.scenes(job.id)
+        by_number = {s.number: s for s in records}
         return dataclasses.replace(
-            plan, scenes=tuple(_with_record(s, records.get(s.number)) for s in plan.scenes)
+            plan, scenes=tuple(_with_record(s, by_number.get(s.number)) for s in plan.scenes)
         )
 
     def _plan(self, script: Script, options: JobOptions) -> RenderPlan:
@@ -277,14 +391,24 @@ class JobRunner:
                 recorder.see(event)
                 active.event(event)
 
-            plan = await self.plan_for(job)
+            # No scene changes while the job is running (the store refuses), so this is the
+            # plan the whole run renders, and what the observer read when it started.
+            records = await self.store.scenes(job.id)
+            plan = await self.plan_for(job, records)
+            review_round = job.options.review and not all(r.approved for r in records)
             out = self.outputs / f"job-{job.id}.mp4"
             started = time.monotonic()
-            result = await self.renderer(on_event).render(plan, out)
+            result = await self.renderer(on_event).render(plan, out, join=not review_round)
             await recorder.flush()
             self._learn(len(plan.scenes), time.monotonic() - started, result)
             await self.store.save_events(job.id, _events_json(result.events))
+            if review_round:
+                state = await asyncio.shield(self.store.end_review_round(job.id))
+                if state is JobState.REVIEW and isinstance(observer, ReviewObserver):
+                    await _quietly(observer.reviewing(await self._reload(job.id)))
+                return  # queued again if every scene was approved meanwhile: joined next run
             await _quietly(observer.finished(await self._reload(job.id), result))
+            await asyncio.shield(self.store.mark_delivered(job.id))
             await self._finish(job.id, JobState.DONE, output=str(out))
         except asyncio.CancelledError:
             await recorder.flush()
@@ -357,6 +481,19 @@ class _ArtifactRecorder:
         pending, self._pending = self._pending, []
         if pending:
             await asyncio.shield(asyncio.gather(*pending, return_exceptions=True))
+
+
+def fresh_seed(old: int) -> int:
+    """A random seed for a regenerated image (never the one it had)."""
+    while (seed := secrets.randbelow(2**31)) == old:
+        pass
+    return seed
+
+
+def _not_reviewing(job: Job) -> str:
+    if job.state in (JobState.QUEUED, JobState.RUNNING):
+        return f"Job #{job.id} is rendering right now; approve its scenes once they are ready."
+    return f"Job #{job.id} is not waiting for review (it is {job.state})."
 
 
 def _with_record(scene: ScenePlan, record: SceneRecord | None) -> ScenePlan:

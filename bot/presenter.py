@@ -1,13 +1,17 @@
 """The Discord side of a job: the `JobObserver` the runner talks to.
 
-    JobRunner ──started / event / finished / failed / cancelled──► JobPresenter
+    JobRunner ──started / event / finished / failed / cancelled / reviewing──► JobPresenter
                                                         ├─► ProgressMessage (embed, paced edits)
                                                         ├─► SceneThread (each image, at once)
                                                         └─► VideoDelivery (the MP4, as a reply)
 
 Only the pipeline's events are read (never its internals). Everything shown is also
-recorded in the store (progress message, thread, each image's message), so a restarted bot
-continues the same message and thread instead of starting over.
+recorded in the store (progress message, thread, each image's message and the version it
+shows), so a restarted bot continues the same message and thread instead of starting over.
+
+A scene regenerated in review (`bot/review.py`) gets its message edited to the new image,
+prompt and seed; the version it showed before is first posted in the thread as a reply to it,
+so every version stays in the thread's history.
 """
 
 from __future__ import annotations
@@ -30,8 +34,17 @@ from pipeline.render import RenderResult
 from .answers import mention_only
 from .config import BotSettings
 from .delivery import VideoDelivery
-from .progress_message import FailureView, Phase, ProgressMessage, ProgressView, view_of
-from .store import Job, SceneRecord, Store
+from .progress_message import (
+    EDIT_LIMIT_REACHED,
+    UNKNOWN_MESSAGE,
+    FailureView,
+    Phase,
+    ProgressMessage,
+    ProgressView,
+    view_of,
+)
+from .review import scene_buttons, scene_embed, scene_filename
+from .store import Job, JobState, SceneRecord, Store
 
 __all__ = ["JobPresenter", "Presenters", "SceneThread"]
 
@@ -41,17 +54,21 @@ THREAD_ARCHIVE_MINUTES: Literal[60, 1440, 4320, 10080] = 1440  # a day
 DRAIN_TIMEOUT = 60.0  # seconds the video waits for image posts still in flight
 
 
+# Where scene messages go: the thread, or the job's channel if no thread could be opened.
+Target = discord.Thread | discord.PartialMessageable
+
+
 @dataclass(frozen=True)
 class _ImagePost:
     scene: int
     path: Path
-    seed: int | None
 
 
 class SceneThread:
     """A thread opened on the progress message; each scene's image is posted there as soon
-    as it exists, with its prompt, negative prompt and seed. Posts go out one at a time, in
-    the order the images were made; a scene already posted (before a restart) is skipped."""
+    as it exists, with its prompt, negative prompt, seed and review buttons. Posts go out one
+    at a time, in the order the images were made. A scene whose message already shows this
+    version (posted before a restart) is skipped; one showing an older version is edited."""
 
     def __init__(
         self, client: discord.Client, store: Store, job: Job, progress: ProgressMessage
@@ -63,10 +80,17 @@ class SceneThread:
         self.thread_id = job.thread_id
         self._queue: asyncio.Queue[_ImagePost | None] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
-        self._records: dict[int, SceneRecord] = {}
+        self._planned: dict[int, SceneRecord] = {}
 
-    def post(self, scene: int, path: Path, seed: int | None) -> None:
-        self._queue.put_nowait(_ImagePost(scene, path, seed))
+    def plan(self, job: Job, records: list[SceneRecord]) -> None:
+        """The scene versions this run renders (read when it started: they cannot change
+        while it runs). An image event belongs to these versions even if a click has made
+        a newer one by the time it is posted."""
+        self.job = job
+        self._planned = {s.number: s for s in records}
+
+    def post(self, scene: int, path: Path) -> None:
+        self._queue.put_nowait(_ImagePost(scene, path))
         if self._worker is None:
             self._worker = asyncio.create_task(self._run(), name=f"thread-job-{self.job.id}")
 
@@ -97,22 +121,83 @@ class SceneThread:
             log.exception("job %d: posting the scene images failed", self.job.id)
 
     async def _post_all(self) -> None:
-        self._records = {s.number: s for s in await self.store.scenes(self.job.id)}
         target = await self._open()
         while (item := await self._queue.get()) is not None:
-            record = self._records.get(item.scene)
-            if record is not None and record.image_message_id is not None:
-                continue  # posted before a restart
             try:
-                message = await target.send(
-                    embed=_image_embed(item, record), file=discord.File(item.path, _name(item))
-                )
+                await self._show(target, item)
             except (discord.HTTPException, OSError):
                 log.exception("job %d: could not post scene %d's image", self.job.id, item.scene)
-                continue
-            await self.store.update_scene(self.job.id, item.scene, image_message_id=message.id)
 
-    async def _open(self) -> discord.abc.Messageable:
+    async def _show(self, target: Target, item: _ImagePost) -> None:
+        current = await self.store.scene(self.job.id, item.scene)
+        planned = self._planned.get(item.scene, current)
+        if current is None or planned is None:
+            log.warning("job %d: no record of scene %d", self.job.id, item.scene)
+            return
+        version = planned.version
+        filename = scene_filename(item.scene, version, item.path.suffix)
+        embed = scene_embed(self.job, planned, filename=filename)
+        view = scene_buttons(self.job, planned)
+        shown = current.image_message_id
+        if shown is not None and (current.posted_version or version) >= version:
+            return  # the message already shows this version (posted before a restart)
+        if shown is None:
+            sent = await target.send(embed=embed, file=discord.File(item.path, filename), view=view)
+            message_id = sent.id
+        else:
+            await self._archive(target, shown, item.scene, current.posted_version, version)
+            message_id = await self._replace(target, shown, embed, item.path, filename, view)
+        await self.store.set_scene_message(self.job.id, item.scene, message_id, version)
+
+    async def _archive(
+        self, target: Target, message_id: int, scene: int, old: int | None, new: int
+    ) -> None:
+        """Post the version a scene message shows as a reply to it, before it is replaced:
+        its image, prompt and seed stay in the thread's history."""
+        try:
+            shown = await target.fetch_message(message_id)
+            files = [await a.to_file() for a in shown.attachments[:1]]
+            embed = shown.embeds[0].copy() if shown.embeds else discord.Embed()
+            embed.title = f"Scene {scene} · version {old or 1} (replaced)"
+            for index in reversed(range(len(embed.fields))):
+                if embed.fields[index].name == "Review":
+                    embed.remove_field(index)
+            if files:
+                embed.set_image(url=f"attachment://{files[0].filename}")
+            await target.send(
+                f"Scene {scene}, version {old or 1}: replaced by version {new} (the message "
+                "this replies to).",
+                embed=embed,
+                files=files,
+                reference=shown.to_reference(fail_if_not_exists=False),
+            )
+        except (discord.HTTPException, OSError) as exc:
+            log.warning("job %d: could not keep scene %d's version %s in the thread: %s",
+                        self.job.id, scene, old, exc)  # fmt: skip
+
+    async def _replace(
+        self,
+        target: Target,
+        message_id: int,
+        embed: discord.Embed,
+        image: Path,
+        filename: str,
+        view: discord.ui.View,
+    ) -> int:
+        """Edit the scene message to the new version; post a new one if Discord will not
+        let it be edited any more. The id of the message that shows it."""
+        message = target.get_partial_message(message_id)
+        try:
+            await message.edit(embed=embed, attachments=[discord.File(image, filename)],
+                               view=view)  # fmt: skip
+            return message_id
+        except discord.HTTPException as exc:
+            if exc.code not in (EDIT_LIMIT_REACHED, UNKNOWN_MESSAGE):
+                raise
+        sent = await target.send(embed=embed, file=discord.File(image, filename), view=view)
+        return sent.id
+
+    async def _open(self) -> Target:
         """The thread (opened now, or the one recorded before a restart); the job's own
         channel if a thread cannot be opened there (e.g. /render was used in a thread)."""
         channel_id, guild_id = self.job.channel_id, self.job.guild_id
@@ -142,21 +227,6 @@ class SceneThread:
         return thread
 
 
-def _name(item: _ImagePost) -> str:
-    return f"scene-{item.scene:02d}{item.path.suffix or '.png'}"
-
-
-def _image_embed(item: _ImagePost, record: SceneRecord | None) -> discord.Embed:
-    prompt = record.image_prompt if record else ""
-    negative = record.negative_prompt if record else ""
-    seed = item.seed if item.seed is not None else (record.seed if record else None)
-    embed = discord.Embed(title=f"Scene {item.scene}", description=prompt[:4000] or "—")
-    embed.add_field(name="Negative prompt", value=(negative or "—")[:1000], inline=False)
-    embed.add_field(name="Seed", value=str(seed) if seed is not None else "—", inline=True)
-    embed.set_image(url=f"attachment://{_name(item)}")
-    return embed
-
-
 class JobPresenter:
     """One job's observer (see `bot.jobs.JobObserver`)."""
 
@@ -180,21 +250,28 @@ class JobPresenter:
         self.started_at: float | None = None
         self.ended_at: float | None = None
         self.note = ""
+        self.detail = ""  # why it runs again (a review action), shown under the headline
+        self.records: list[SceneRecord] = []  # drawn while the job waits for review
         self.failure: FailureView | None = None
         self.cancelled_by: int | None = None
         self.message = ProgressMessage(client, store, job, settings.discord)
         self.thread = SceneThread(client, store, job, self.message)
         self._on_closed = on_closed
         self._closed = False
+        self._rendering = False  # between started() and the run's outcome
 
     # ------------------------------------------------------------ JobObserver
 
     async def started(self, job: Job) -> None:
         self.job = job
+        self._rendering = True
         self.phase = Phase.RUNNING
         self.started_at = job.started_at or time.time()
+        self.ended_at = None
         self.progress = RenderProgress()
+        self.failure, self.note = None, ""
         self._show()
+        self.thread.plan(job, await self.store.scenes(job.id))
 
     def event(self, event: ProgressEvent) -> None:
         self.progress.apply(event)
@@ -204,7 +281,7 @@ class JobPresenter:
             and event.status in (Status.DONE, Status.CACHED)
             and event.path is not None
         ):
-            self.thread.post(event.scene, event.path, event.seed)
+            self.thread.post(event.scene, event.path)
         self._show()
 
     async def finished(self, job: Job, result: RenderResult) -> None:
@@ -212,6 +289,7 @@ class JobPresenter:
         self.phase = Phase.DELIVERING
         self._show()
         await self.thread.drain()
+        version = await self._version_note(job)
         delivery = VideoDelivery(
             channel=self.message.channel,
             job_id=job.id,
@@ -222,10 +300,31 @@ class JobPresenter:
             kept_as=_kept_as(result.output, self.settings),
             preset=self.settings.video.preset,
             timeout=self.settings.video.timeout,
+            note=version,
         )
         outcome = await delivery.deliver(result.output, result.duration)
-        self.note = outcome.note
+        self.note = f"{version} {outcome.note}".strip()
+        self.detail = ""
         await self._finish(Phase.DONE)
+
+    async def reviewing(self, job: Job) -> None:
+        """Every scene is made: wait for approvals (the presenter stays, to redraw them)."""
+        self._rendering = False
+        await self.thread.drain()
+        self.detail = ""
+        self.ended_at = time.time()
+        await self.show_review(job)
+
+    async def _version_note(self, job: Job) -> str:
+        """For a video made again after a scene changed: which version, and what changed."""
+        if job.videos == 0:
+            return ""
+        scenes = await self.store.scenes(job.id)
+        changed = [s.number for s in scenes if s.delivered_version not in (None, s.version)]
+        if not changed:
+            return f"Version {job.videos + 1} (no scene changed)."
+        which = ", ".join(map(str, changed))
+        return f"Version {job.videos + 1}: scene{'s' if len(changed) > 1 else ''} {which} changed."
 
     async def failed(self, job: Job, reason: str) -> None:
         self.job = job
@@ -248,9 +347,28 @@ class JobPresenter:
         """Draw the "queued" state (right after /render)."""
         self._show()
 
+    def requeued(self, job: Job, detail: str) -> None:
+        """A review action put the job back in the queue."""
+        self.detail = detail
+        self.resumed = False
+        if not self._rendering:  # the runner may already have taken it: then it says so
+            self.job = job
+            self.phase = Phase.QUEUED
+            self.failure, self.note, self.cancelled_by = None, "", None
+        self._show()
+
+    async def show_review(self, job: Job) -> None:
+        """Draw the job waiting for review, with its approvals as the store has them."""
+        self.job = job
+        self.phase = Phase.REVIEW
+        self.records = await self.store.scenes(job.id)
+        self._show()
+
     async def pause(self) -> None:
-        """The bot is stopping: say so; the job resumes at the next start."""
-        await self._finish(Phase.PAUSED, timeout=5.0)
+        """The bot is stopping: say so; the job resumes at the next start. A job waiting for
+        review is not paused: its buttons work again as soon as the bot is back."""
+        await self._finish(Phase.REVIEW if self.phase is Phase.REVIEW else Phase.PAUSED,
+                           timeout=5.0)  # fmt: skip
 
     async def _notify(self, text: str) -> None:
         reference = self.message.reference()
@@ -282,6 +400,8 @@ class JobPresenter:
             note=self.note,
             resumed=self.resumed,
             cancelled_by=self.cancelled_by,
+            detail=self.detail,
+            records=self.records,
         )
 
     def _show(self) -> None:
@@ -330,6 +450,17 @@ class Presenters:
 
     def get(self, job_id: int) -> JobPresenter | None:
         return self._live.get(job_id)
+
+    def requeued(self, job: Job, detail: str) -> None:
+        """A review action queued the job again (`detail` says which): show it queued now,
+        before the runner takes it."""
+        self._get(job, resumed=False).requeued(job, detail)
+
+    async def review_changed(self, job: Job) -> None:
+        """Redraw a job waiting for review (an approval). After a restart it has no presenter
+        yet: one is made, drawn from the store."""
+        if job.state is JobState.REVIEW:
+            await self._get(job, resumed=False).show_review(job)
 
     async def show_cancelled(self, job: Job, *, by: int | None = None) -> None:
         """A queued job was cancelled (a running one is told by the runner)."""

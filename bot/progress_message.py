@@ -8,6 +8,9 @@ RenderProgress ──view_of()──► ProgressView ──build_embed()──�
               ProgressMessage: edit the message; if Discord will not edit it any more
               (older than `message_max_age`, error 30046, or deleted) post a new one and
               record it in the store, so a restart continues the right message.
+
+While a job waits for review the message lists each scene's approval and carries an
+"Approve all" button (`bot/review.py`); in every other phase it has no buttons.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from pipeline.events import JobFailed, Stage, Status
 from pipeline.progress import SCENE_STAGES, RenderProgress
 
 from .config import DiscordConfig
-from .store import Job, Store
+from .review import approve_all_view
+from .store import Job, SceneRecord, Store
 
 __all__ = [
     "SYMBOLS",
@@ -74,6 +78,7 @@ class Phase(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     PAUSED = "paused"  # the bot is shutting down; the job resumes at the next start
+    REVIEW = "review"  # every scene is made; the video waits for the scenes' approval
 
 
 COLOURS = {
@@ -84,7 +89,12 @@ COLOURS = {
     Phase.FAILED: discord.Colour.red(),
     Phase.CANCELLED: discord.Colour.dark_grey(),
     Phase.PAUSED: discord.Colour.orange(),
+    Phase.REVIEW: discord.Colour.gold(),
 }
+REVIEW_HELP = (
+    "Check each scene's image in the thread: 🔁 Regenerate it, ✏️ Edit its prompt or "
+    "✅ Approve it. The video is made once every scene is approved (or press Approve all)."
+)
 
 
 @dataclass(frozen=True)
@@ -127,6 +137,8 @@ class ProgressView:
     note: str = ""
     resumed: bool = False
     cancelled_by: int | None = None
+    detail: str = ""  # one line under the headline (why it runs again)
+    approved: int = 0  # scenes approved, while in review
 
 
 def view_of(
@@ -140,9 +152,14 @@ def view_of(
     note: str = "",
     resumed: bool = False,
     cancelled_by: int | None = None,
+    detail: str = "",
+    records: Sequence[SceneRecord] = (),
 ) -> ProgressView:
-    """Freeze a RenderProgress (plus what the front end knows) into a ProgressView."""
-    if progress.scenes:
+    """Freeze a RenderProgress (plus what the front end knows) into a ProgressView. In
+    review, the scenes come from their `records` (the store), not from the render."""
+    if phase is Phase.REVIEW and records:
+        scenes = tuple(_review_line(r) for r in records)
+    elif progress.scenes:
         scenes = tuple(
             SceneLine(s.number, tuple(s.status(stage) for stage in SCENE_STAGES), s.message)
             for s in progress.scenes
@@ -166,7 +183,16 @@ def view_of(
         note=note,
         resumed=resumed,
         cancelled_by=cancelled_by,
+        detail=detail,
+        approved=sum(r.approved for r in records),
     )
+
+
+def _review_line(record: SceneRecord) -> SceneLine:
+    made = (Status.DONE, Status.DONE, Status.DONE)
+    state = "✅ approved" if record.approved else "👀 to review"
+    version = f" (version {record.version})" if record.version > 1 else ""
+    return SceneLine(record.number, made, state + version)
 
 
 def failure_from(event: JobFailed) -> FailureView:
@@ -241,6 +267,9 @@ def _headline(view: ProgressView) -> str:
     if phase is Phase.CANCELLED:
         by = f" by <@{view.cancelled_by}>" if view.cancelled_by else ""
         return f"🚫 **Cancelled**{by}"
+    if phase is Phase.REVIEW:
+        approved = f"{view.approved} of {len(view.scenes)} scenes approved"
+        return f"👀 **Waiting for review** — {approved}"
     return "⏸ **Paused** — the bot is restarting; this render continues when it is back"
 
 
@@ -302,11 +331,16 @@ def build_embed(view: ProgressView, now: float | None = None) -> discord.Embed:
     now = time.time() if now is None else now
     embed = discord.Embed(title=_truncate(f"🎬 {view.title}", 256), colour=COLOURS[view.phase])
     head = [_headline(view), f"Requested by <@{view.user_id}>"]
-    if view.phase is not Phase.QUEUED:
-        head.append(f"`{_bar(view.fraction)}` {math.floor(view.fraction * 100)} %")
-    timing = _timing(view, now)
-    if timing:
-        head.append(timing)
+    if view.detail:
+        head.append(_truncate(view.detail, 300))
+    if view.phase is Phase.REVIEW:  # waiting for people: no bar, no clock
+        head.append(REVIEW_HELP)
+    else:
+        if view.phase is not Phase.QUEUED:
+            head.append(f"`{_bar(view.fraction)}` {math.floor(view.fraction * 100)} %")
+        timing = _timing(view, now)
+        if timing:
+            head.append(timing)
     head.append("")
     head.append(f"**Scenes** — audio · image · clip ({len(view.scenes)})")
     budget = DESCRIPTION_BUDGET - sum(len(line) + 1 for line in head) - 40
@@ -465,20 +499,27 @@ class ProgressMessage:
 
     async def _draw(self, view: ProgressView) -> None:
         embed = build_embed(view)
+        # Approve all while in review; no buttons otherwise (an edit with none removes it).
+        buttons = approve_all_view(view.job_id) if view.phase is Phase.REVIEW else None
         if self.message_id is not None and not self._too_old():
             try:
-                await self.channel.get_partial_message(self.message_id).edit(embed=embed)
+                await self.channel.get_partial_message(self.message_id).edit(
+                    embed=embed, view=buttons
+                )
                 return
             except discord.HTTPException as exc:
                 if exc.code not in (EDIT_LIMIT_REACHED, UNKNOWN_MESSAGE):
                     raise
                 log.info("job %d: progress message %d cannot be edited (%s); posting a new one",
                          self.job_id, self.message_id, exc.code)  # fmt: skip
-        await self._post(embed)
+        await self._post(embed, buttons)
 
-    async def _post(self, embed: discord.Embed) -> None:
+    async def _post(self, embed: discord.Embed, buttons: discord.ui.View | None) -> None:
         replacing = self.message_id is not None
-        message = await self.channel.send(embed=embed)
+        if buttons is None:
+            message = await self.channel.send(embed=embed)
+        else:
+            message = await self.channel.send(embed=embed, view=buttons)
         self.message_id, self.posted_at = message.id, time.time()
         self.replaced += replacing
         await self.store.set_progress_message(self.job_id, message.id, self.posted_at)

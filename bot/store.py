@@ -6,6 +6,7 @@ applied in order and recorded, so a restart never guesses. Multi-row writes are 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -22,15 +23,26 @@ __all__ = ["Job", "JobOptions", "JobState", "NewScene", "SceneRecord", "Store"]
 
 
 class JobState(StrEnum):
+    """queued → running → done | failed | cancelled. A `review` job renders its scenes
+    (running → review), waits for every scene to be approved (review → queued), then is joined
+    and delivered. Regenerating or editing a scene puts a reviewed, finished or failed job back
+    in the queue (review | done | failed → queued)."""
+
     QUEUED = "queued"
     RUNNING = "running"
+    REVIEW = "review"  # its scenes exist; waiting for them to be approved
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
 
     @property
     def active(self) -> bool:
-        return self in (JobState.QUEUED, JobState.RUNNING)
+        """Not over yet: it can still be cancelled."""
+        return self in (JobState.QUEUED, JobState.RUNNING, JobState.REVIEW)
+
+
+# States from which a scene may get a new version (the job is not being rendered right now).
+REVISABLE = (JobState.QUEUED, JobState.REVIEW, JobState.DONE, JobState.FAILED)
 
 
 class JobOptions(BaseModel):
@@ -68,6 +80,7 @@ class Job:
     progress_posted_at: float | None
     thread_id: int | None
     events: str | None
+    videos: int = 0  # videos delivered so far (a revised job delivers version 2, 3, ...)
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,8 @@ class SceneRecord:
     image_message_id: int | None
     approved: bool
     version: int
+    posted_version: int | None = None  # the version its thread message shows
+    delivered_version: int | None = None  # the version in the last delivered video
 
 
 @dataclass(frozen=True)
@@ -102,6 +117,8 @@ _SCENE_EDITABLE = {"seed", "image_prompt", "negative_prompt", "image_message_id"
 class Store:
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
+        # One connection: transactions must not interleave (a second BEGIN would fail).
+        self._write_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path) -> Self:
@@ -141,13 +158,14 @@ class Store:
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            await self._db.execute("ROLLBACK")
-            raise
-        await self._db.execute("COMMIT")
+        async with self._write_lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT")
 
     # ------------------------------------------------------------ jobs
 
@@ -194,6 +212,8 @@ class Store:
         return await self._jobs("ORDER BY id DESC LIMIT ?", (limit,))
 
     async def count_active(self, *, user_id: int | None = None) -> int:
+        """Jobs queued or running (the queue limits). A job waiting for review holds no
+        render slot, so it does not count."""
         sql = "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')"
         params: tuple[Any, ...] = ()
         if user_id is not None:
@@ -231,6 +251,14 @@ class Store:
     async def save_events(self, job_id: int, events_json: str) -> None:
         await self._db.execute("UPDATE jobs SET events = ? WHERE id = ?", (events_json, job_id))
 
+    async def mark_delivered(self, job_id: int) -> None:
+        """A video was made from the scenes as they are now."""
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE scenes SET delivered_version = version WHERE job_id = ?", (job_id,)
+            )
+            await db.execute("UPDATE jobs SET videos = videos + 1 WHERE id = ?", (job_id,))
+
     async def _jobs(self, where: str, params: Sequence[Any]) -> list[Job]:
         sql = f"SELECT {', '.join(_JOB_COLUMNS)} FROM jobs {where}"
         async with self._db.execute(sql, params) as cursor:
@@ -243,7 +271,7 @@ class Store:
         sql = f"SELECT {', '.join(_SCENE_COLUMNS)} FROM scenes WHERE job_id = ? ORDER BY number"
         async with self._db.execute(sql, (job_id,)) as cursor:
             rows = await cursor.fetchall()
-        return [SceneRecord(**{**dict(row), "approved": bool(row["approved"])}) for row in rows]
+        return [_scene(row) for row in rows]
 
     async def scene(self, job_id: int, number: int) -> SceneRecord | None:
         return next((s for s in await self.scenes(job_id) if s.number == number), None)
@@ -254,6 +282,16 @@ class Store:
         await self._db.execute(
             f"UPDATE scenes SET {kind} = ? WHERE job_id = ? AND number = ?",
             (path, job_id, number),
+        )
+
+    async def set_scene_message(
+        self, job_id: int, number: int, message_id: int, version: int
+    ) -> None:
+        """The scene's thread message `message_id` now shows `version`."""
+        await self._db.execute(
+            "UPDATE scenes SET image_message_id = ?, posted_version = ?"
+            " WHERE job_id = ? AND number = ?",
+            (message_id, version, job_id, number),
         )
 
     async def update_scene(self, job_id: int, number: int, *, new_version: bool = False,
@@ -270,6 +308,106 @@ class Store:
             f"UPDATE scenes SET {', '.join(assignments)} WHERE job_id = ? AND number = ?",
             (*values.values(), job_id, number),
         )
+
+    # ------------------------------------------------------------ review
+    #
+    # Each of these is one conditional statement (or one transaction), so two clicks, or a
+    # click and the runner, cannot both win: the state they check is the state they change.
+
+    async def revise_scene(
+        self,
+        job_id: int,
+        number: int,
+        version: int,
+        *,
+        seed: int,
+        image_prompt: str,
+        negative_prompt: str,
+    ) -> SceneRecord | None:
+        """Make the next version of a scene (unapproved) and put its job back in the queue.
+
+        Only if `version` is the scene's version (a double click finds it moved on) — or, once
+        the job has failed, the version its message still shows (the newer one was never
+        made) — and the job is not being rendered right now (its plan is read once it is
+        running). None if nothing changed."""
+        revisable = ",".join(f"'{s.value}'" for s in REVISABLE)
+        async with self._transaction() as db:
+            async with db.execute(
+                "UPDATE scenes SET seed = ?, image_prompt = ?, negative_prompt = ?, approved = 0,"
+                " version = version + 1 WHERE job_id = ? AND number = ?"
+                " AND (version = ? OR (posted_version = ?"
+                "      AND EXISTS (SELECT 1 FROM jobs WHERE id = ? AND state = 'failed')))"
+                f" AND EXISTS (SELECT 1 FROM jobs WHERE id = ? AND state IN ({revisable}))"
+                f" RETURNING {', '.join(_SCENE_COLUMNS)}",
+                (
+                    seed,
+                    image_prompt,
+                    negative_prompt,
+                    job_id,
+                    number,
+                    version,
+                    version,
+                    job_id,
+                    job_id,
+                ),
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is None:
+                return None
+            await db.execute(
+                "UPDATE jobs SET state = 'queued', started_at = NULL, finished_at = NULL,"
+                " error = NULL WHERE id = ? AND state IN ('review', 'done', 'failed')",
+                (job_id,),
+            )
+        return _scene(row)
+
+    async def approve_scene(self, job_id: int, number: int, version: int) -> bool:
+        """Approve `version` of a scene; False if it is not the scene's version any more, it
+        was already approved, or the job was cancelled."""
+        cursor = await self._db.execute(
+            "UPDATE scenes SET approved = 1 WHERE job_id = ? AND number = ? AND version = ?"
+            " AND approved = 0"
+            " AND EXISTS (SELECT 1 FROM jobs WHERE id = ? AND state != 'cancelled')",
+            (job_id, number, version, job_id),
+        )
+        return cursor.rowcount == 1
+
+    async def approve_all(self, job_id: int) -> list[int]:
+        """Approve every scene of a job waiting for review; the numbers newly approved."""
+        async with self._db.execute(
+            "UPDATE scenes SET approved = 1 WHERE job_id = ? AND approved = 0"
+            " AND EXISTS (SELECT 1 FROM jobs WHERE id = ? AND state = 'review')"
+            " RETURNING number",
+            (job_id, job_id),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return sorted(int(row[0]) for row in rows)
+
+    async def queue_if_approved(self, job_id: int) -> bool:
+        """review → queued once every scene is approved; True if this call moved it."""
+        cursor = await self._db.execute(
+            "UPDATE jobs SET state = 'queued', started_at = NULL, finished_at = NULL"
+            " WHERE id = ? AND state = 'review'"
+            " AND NOT EXISTS (SELECT 1 FROM scenes WHERE job_id = ? AND approved = 0)",
+            (job_id, job_id),
+        )
+        return cursor.rowcount == 1
+
+    async def end_review_round(self, job_id: int) -> JobState:
+        """A review render made every scene: running → review, or straight back to queued
+        (to be joined) if every scene was approved meanwhile."""
+        await self._db.execute(
+            "UPDATE jobs SET finished_at = ?, state = CASE"
+            " WHEN EXISTS (SELECT 1 FROM scenes WHERE job_id = ? AND approved = 0)"
+            " THEN 'review' ELSE 'queued' END WHERE id = ? AND state = 'running'",
+            (time.time(), job_id, job_id),
+        )
+        job = await self.get_job(job_id)
+        return job.state if job is not None else JobState.CANCELLED
+
+
+def _scene(row: aiosqlite.Row) -> SceneRecord:
+    return SceneRecord(**{**dict(row), "approved": bool(row["approved"])})
 
 
 def _job(row: aiosqlite.Row) -> Job:

@@ -124,10 +124,12 @@ class Renderer:
     # ------------------------------------------------------------ the whole render
 
     async def render(
-        self, plan: RenderPlan, out: Path, *, sequential: bool = False
+        self, plan: RenderPlan, out: Path, *, sequential: bool = False, join: bool = True
     ) -> RenderResult:
         """Render `plan` to `out`. `sequential` runs one scene after another, image → audio →
-        clip (the old model, kept for benchmarks)."""
+        clip (the old model, kept for benchmarks). `join=False` stops once every scene's clip
+        exists (a front end reviewing the scenes first): no join, no JobDone, `out` is not
+        written and the result's `duration` is the clips' total."""
         self._t0 = time.monotonic()
         self.events = []
         self._failing = False
@@ -138,6 +140,9 @@ class Renderer:
                 scenes = [await self._scene_sequential(plan, s) for s in plan.scenes]
             else:
                 scenes = await self._scenes_pipelined(plan)
+            if not join:
+                seconds = sum(s.clip_seconds for s in scenes)
+                return RenderResult(out, seconds, scenes, list(self.events))
             self._scene_event(0, Stage.JOIN, Status.STARTED)
             out.parent.mkdir(parents=True, exist_ok=True)
             temp = out.with_name(f".{out.stem}.part.mp4")

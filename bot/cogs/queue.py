@@ -27,6 +27,7 @@ Interaction = discord.Interaction[ReelBot]
 STATE_SYMBOLS = {
     JobState.QUEUED: "⏳",
     JobState.RUNNING: "🔄",
+    JobState.REVIEW: "👀",
     JobState.DONE: "✅",
     JobState.FAILED: "❌",
     JobState.CANCELLED: "🚫",
@@ -84,7 +85,7 @@ class QueueCog(commands.Cog):
     async def _active_job(
         self, interaction: Interaction, current: str
     ) -> list[app_commands.Choice[int]]:
-        jobs = await self.bot.store.jobs_in([JobState.QUEUED, JobState.RUNNING])
+        jobs = await self.bot.store.jobs_in([JobState.QUEUED, JobState.RUNNING, JobState.REVIEW])
         if not is_moderator(interaction.user, self.bot.settings.discord):
             jobs = [j for j in jobs if j.user_id == interaction.user.id]
         return _choices(jobs, interaction, current)

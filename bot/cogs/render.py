@@ -139,7 +139,10 @@ class RenderCog(commands.Cog):
             f"`/cancel job:{job.id}` stops it."
         )
         if job.options.review:
-            text += " (Scene review isn't available yet: this render runs straight through.)"
+            text += (
+                " Review is on: approve each scene's image in the thread (or regenerate it, or "
+                "edit its prompt); the video is made once every scene is approved."
+            )
         return text
 
 
