@@ -35,7 +35,7 @@ __all__ = ["EXTENSIONS", "PERSISTENT_ITEMS", "ReelBot", "bot_intents"]
 log = logging.getLogger(__name__)
 
 # One cog per feature.
-EXTENSIONS = ("bot.cogs.render", "bot.cogs.queue")
+EXTENSIONS = ("bot.cogs.render", "bot.cogs.queue", "bot.cogs.pictures")
 
 # Components that must keep working on messages posted before a restart: `DynamicItem`
 # subclasses whose state lives in their custom_id (and in the store): the scene review

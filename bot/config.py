@@ -30,6 +30,8 @@ class DiscordConfig(ConfigSection):
     message_max_age: float = Field(50 * 60, ge=10)
     # Largest script attachment accepted (checked before downloading).
     max_attachment_bytes: int = Field(256 * 1024, ge=1024)
+    # Largest music attachment accepted (`/render music:`), checked before downloading.
+    max_music_bytes: int = Field(25 * 1024 * 1024, ge=1024)
 
 
 class QueueConfig(ConfigSection):

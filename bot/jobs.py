@@ -18,6 +18,7 @@ import dataclasses
 import json
 import logging
 import secrets
+import shutil
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ __all__ = [
     "ReviewRefused",
     "UserLimitReached",
     "fresh_seed",
+    "remove_outputs",
 ]
 
 log = logging.getLogger(__name__)
@@ -105,7 +107,11 @@ class JobObserver(Protocol):
 
     def event(self, event: ProgressEvent) -> None: ...
 
-    async def finished(self, job: Job, result: RenderResult) -> None: ...
+    async def finished(self, job: Job, result: RenderResult) -> bool:
+        """The video is made: deliver it. True when it reached the requester: the runner
+        then removes the job's output file (its clips stay in the cache, so a revision joins
+        them again); False keeps the file (too big to post, or the upload failed)."""
+        ...
 
     async def failed(self, job: Job, reason: str) -> None: ...
 
@@ -363,8 +369,10 @@ class JobRunner:
 
     def _plan(self, script: Script, options: JobOptions) -> RenderPlan:
         aspect = Aspect.parse(options.aspect) if options.aspect else None
+        music = Path(options.music) if options.music else None
         return plan_render(script, self.settings, aspect=aspect, voice=options.voice,
-                           title=options.title)  # fmt: skip
+                           title=options.title, captions=options.captions,
+                           music=music)  # fmt: skip
 
     def renderer(self, on_event: Callable[[ProgressEvent], None]) -> Renderer:
         return Renderer(
@@ -407,9 +415,13 @@ class JobRunner:
                 if state is JobState.REVIEW and isinstance(observer, ReviewObserver):
                     await _quietly(observer.reviewing(await self._reload(job.id)))
                 return  # queued again if every scene was approved meanwhile: joined next run
-            await _quietly(observer.finished(await self._reload(job.id), result))
+            delivered = await _delivered(observer.finished(await self._reload(job.id), result))
             await asyncio.shield(self.store.mark_delivered(job.id))
-            await self._finish(job.id, JobState.DONE, output=str(out))
+            if delivered:  # the clips stay in the cache: a revision joins them again
+                removed = remove_outputs(self.outputs, job.id)
+                log.info("job %d: delivered; removed %s", job.id,
+                         ", ".join(p.name for p in removed) or "nothing")  # fmt: skip
+            await self._finish(job.id, JobState.DONE, output=None if delivered else str(out))
         except asyncio.CancelledError:
             await recorder.flush()
             if job.id in self._user_cancelled:
@@ -518,6 +530,38 @@ async def _quietly(work: Awaitable[None]) -> None:
         await work
     except Exception:
         log.exception("front end failed while reporting a job")
+
+
+async def _delivered(work: Awaitable[bool | None]) -> bool:
+    """Tell the front end a video is made; whether it reached the user (False if the front
+    end failed: the file is then kept)."""
+    try:
+        return bool(await work)
+    except Exception:
+        log.exception("front end failed while delivering a job")
+        return False
+
+
+def remove_outputs(outputs: Path, job_id: int) -> list[Path]:
+    """Remove a delivered job's files from the outputs folder: its video, a re-encode made to
+    fit the upload limit, and the temporary files a killed render may have left
+    (`.job-<id>.*`). What was removed (a file that cannot be removed is logged and kept)."""
+    found = [outputs / f"job-{job_id}.mp4", outputs / f"job-{job_id}.fit.mp4",
+             *outputs.glob(f".job-{job_id}.*")]  # fmt: skip
+    removed: list[Path] = []
+    for path in found:
+        try:
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+            else:
+                continue
+        except OSError as exc:
+            log.warning("job %d: could not remove %s: %s", job_id, path.name, exc)
+            continue
+        removed.append(path)
+    return removed
 
 
 def output_path(settings: BotSettings, job_id: int) -> Path:

@@ -2,7 +2,8 @@
 
     JobRunner ──started / event / finished / failed / cancelled / reviewing──► JobPresenter
                                                         ├─► ProgressMessage (embed, paced edits)
-                                                        ├─► SceneThread (each image, at once)
+                                                        ├─► SceneThread (each image, at once;
+                                                        │   then the storyboard)
                                                         └─► VideoDelivery (the MP4, as a reply)
 
 Only the pipeline's events are read (never its internals). Everything shown is also
@@ -12,24 +13,34 @@ shows), so a restarted bot continues the same message and thread instead of star
 A scene regenerated in review (`bot/review.py`) gets its message edited to the new image,
 prompt and seed; the version it showed before is first posted in the thread as a reply to it,
 so every version stays in the thread's history.
+
+The progress embed's thumbnail is the newest scene image, by the URL of the attachment
+already posted in the thread (an edit uploads nothing). Once every scene's image exists, a
+storyboard (all of them on one numbered sheet) is posted in the thread, once per set of
+images: the store records which images it shows, so a resumed render does not post it again
+and a regenerated scene gets a new one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import discord
 
-from pipeline.events import ProgressEvent, SceneEvent, Stage, Status
+from pipeline.errors import ReelbotError
+from pipeline.events import JobStarted, ProgressEvent, SceneEvent, Stage, Status
 from pipeline.progress import RenderProgress
 from pipeline.render import RenderResult
+from pipeline.storyboard import make_storyboard, scene_images
 
 from .answers import mention_only
 from .config import BotSettings
@@ -46,12 +57,13 @@ from .progress_message import (
 from .review import scene_buttons, scene_embed, scene_filename
 from .store import Job, JobState, SceneRecord, Store
 
-__all__ = ["JobPresenter", "Presenters", "SceneThread"]
+__all__ = ["STORYBOARD_FILENAME", "JobPresenter", "Presenters", "SceneThread", "storyboard_key"]
 
 log = logging.getLogger(__name__)
 
 THREAD_ARCHIVE_MINUTES: Literal[60, 1440, 4320, 10080] = 1440  # a day
 DRAIN_TIMEOUT = 60.0  # seconds the video waits for image posts still in flight
+STORYBOARD_FILENAME = "storyboard.jpg"
 
 
 # Where scene messages go: the thread, or the job's channel if no thread could be opened.
@@ -64,21 +76,44 @@ class _ImagePost:
     path: Path
 
 
+@dataclass(frozen=True)
+class _StoryboardPost:
+    images: tuple[Path, ...]  # every scene's image, scene 1 first
+
+
+def storyboard_key(images: Sequence[Path]) -> str:
+    """Which images a storyboard shows. Image paths are content-addressed (prompt, seed, ...),
+    so a regenerated scene changes the key and a resumed render keeps it."""
+    return hashlib.sha256("\n".join(map(str, images)).encode("utf-8")).hexdigest()[:32]
+
+
 class SceneThread:
     """A thread opened on the progress message; each scene's image is posted there as soon
     as it exists, with its prompt, negative prompt, seed and review buttons. Posts go out one
     at a time, in the order the images were made. A scene whose message already shows this
-    version (posted before a restart) is skipped; one showing an older version is edited."""
+    version (posted before a restart) is skipped; one showing an older version is edited.
+    After the images, the storyboard, unless the thread already has one of these images.
+
+    `thumbnail` is the URL of the newest image posted (for the progress embed);
+    `on_thumbnail` is called when it changes."""
 
     def __init__(
-        self, client: discord.Client, store: Store, job: Job, progress: ProgressMessage
+        self,
+        client: discord.Client,
+        store: Store,
+        job: Job,
+        progress: ProgressMessage,
+        *,
+        on_thumbnail: Callable[[], None] = lambda: None,
     ) -> None:
         self.client = client
         self.store = store
         self.job = job
         self.progress = progress
         self.thread_id = job.thread_id
-        self._queue: asyncio.Queue[_ImagePost | None] = asyncio.Queue()
+        self.thumbnail: str | None = None
+        self._on_thumbnail = on_thumbnail
+        self._queue: asyncio.Queue[_ImagePost | _StoryboardPost | None] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._planned: dict[int, SceneRecord] = {}
 
@@ -90,7 +125,14 @@ class SceneThread:
         self._planned = {s.number: s for s in records}
 
     def post(self, scene: int, path: Path) -> None:
-        self._queue.put_nowait(_ImagePost(scene, path))
+        self._put(_ImagePost(scene, path))
+
+    def storyboard(self, images: Sequence[Path]) -> None:
+        """Post these images as one storyboard, after the images offered so far."""
+        self._put(_StoryboardPost(tuple(images)))
+
+    def _put(self, item: _ImagePost | _StoryboardPost) -> None:
+        self._queue.put_nowait(item)
         if self._worker is None:
             self._worker = asyncio.create_task(self._run(), name=f"thread-job-{self.job.id}")
 
@@ -123,6 +165,12 @@ class SceneThread:
     async def _post_all(self) -> None:
         target = await self._open()
         while (item := await self._queue.get()) is not None:
+            if isinstance(item, _StoryboardPost):
+                try:
+                    await self._post_storyboard(target, item)
+                except (discord.HTTPException, OSError, ReelbotError, ValueError):
+                    log.exception("job %d: could not post the storyboard", self.job.id)
+                continue
             try:
                 await self._show(target, item)
             except (discord.HTTPException, OSError):
@@ -140,14 +188,44 @@ class SceneThread:
         view = scene_buttons(self.job, planned)
         shown = current.image_message_id
         if shown is not None and (current.posted_version or version) >= version:
-            return  # the message already shows this version (posted before a restart)
+            # The message already shows this version (posted before a restart); its image
+            # still makes a thumbnail for a progress message that has none yet.
+            if self.thumbnail is None:
+                with contextlib.suppress(discord.HTTPException):
+                    self._shows(await target.fetch_message(shown))
+            return
         if shown is None:
             sent = await target.send(embed=embed, file=discord.File(item.path, filename), view=view)
-            message_id = sent.id
         else:
             await self._archive(target, shown, item.scene, current.posted_version, version)
-            message_id = await self._replace(target, shown, embed, item.path, filename, view)
-        await self.store.set_scene_message(self.job.id, item.scene, message_id, version)
+            sent = await self._replace(target, shown, embed, item.path, filename, view)
+        await self.store.set_scene_message(self.job.id, item.scene, sent.id, version)
+        self._shows(sent)
+
+    def _shows(self, message: discord.Message) -> None:
+        """`message` shows the newest scene image: its attachment is the thumbnail now."""
+        if message.attachments:
+            self.thumbnail = message.attachments[0].url
+            self._on_thumbnail()
+
+    async def _post_storyboard(self, target: Target, item: _StoryboardPost) -> None:
+        key = storyboard_key(item.images)
+        job = await self.store.get_job(self.job.id)
+        if job is None or job.storyboard == key:
+            return  # the thread has this storyboard already (posted before a restart)
+        count = len(item.images)
+        embed = discord.Embed(
+            title="Storyboard" if job.storyboard is None else "Storyboard (updated)",
+            description=f"All {count} scenes, in order: left to right, top to bottom.",
+        )
+        embed.set_image(url=f"attachment://{STORYBOARD_FILENAME}")
+        with tempfile.TemporaryDirectory(prefix="reelbot-storyboard-") as folder:
+            # Pillow's work, off the event loop; the file is gone once it is sent.
+            sheet = await asyncio.to_thread(
+                make_storyboard, item.images, Path(folder) / STORYBOARD_FILENAME
+            )
+            await target.send(embed=embed, file=discord.File(sheet, STORYBOARD_FILENAME))
+        await asyncio.shield(self.store.set_storyboard(self.job.id, key))
 
     async def _archive(
         self, target: Target, message_id: int, scene: int, old: int | None, new: int
@@ -183,19 +261,17 @@ class SceneThread:
         image: Path,
         filename: str,
         view: discord.ui.View,
-    ) -> int:
+    ) -> discord.Message:
         """Edit the scene message to the new version; post a new one if Discord will not
-        let it be edited any more. The id of the message that shows it."""
+        let it be edited any more. The message that shows it."""
         message = target.get_partial_message(message_id)
         try:
-            await message.edit(embed=embed, attachments=[discord.File(image, filename)],
-                               view=view)  # fmt: skip
-            return message_id
+            return await message.edit(embed=embed, attachments=[discord.File(image, filename)],
+                                      view=view)  # fmt: skip
         except discord.HTTPException as exc:
             if exc.code not in (EDIT_LIMIT_REACHED, UNKNOWN_MESSAGE):
                 raise
-        sent = await target.send(embed=embed, file=discord.File(image, filename), view=view)
-        return sent.id
+        return await target.send(embed=embed, file=discord.File(image, filename), view=view)
 
     async def _open(self) -> Target:
         """The thread (opened now, or the one recorded before a restart); the job's own
@@ -255,7 +331,9 @@ class JobPresenter:
         self.failure: FailureView | None = None
         self.cancelled_by: int | None = None
         self.message = ProgressMessage(client, store, job, settings.discord)
-        self.thread = SceneThread(client, store, job, self.message)
+        self.thread = SceneThread(client, store, job, self.message, on_thumbnail=self._show)
+        self.events: list[ProgressEvent] = []  # this run's, for the storyboard
+        self._storyboard_offered = False
         self._on_closed = on_closed
         self._closed = False
         self._rendering = False  # between started() and the run's outcome
@@ -270,11 +348,15 @@ class JobPresenter:
         self.ended_at = None
         self.progress = RenderProgress()
         self.failure, self.note = None, ""
+        self.events, self._storyboard_offered = [], False
         self._show()
         self.thread.plan(job, await self.store.scenes(job.id))
 
     def event(self, event: ProgressEvent) -> None:
         self.progress.apply(event)
+        if isinstance(event, JobStarted):
+            self.events, self._storyboard_offered = [], False
+        self.events.append(event)
         if (
             isinstance(event, SceneEvent)
             and event.stage is Stage.IMAGE
@@ -282,9 +364,22 @@ class JobPresenter:
             and event.path is not None
         ):
             self.thread.post(event.scene, event.path)
+            self._offer_storyboard()
         self._show()
 
-    async def finished(self, job: Job, result: RenderResult) -> None:
+    def _offer_storyboard(self) -> None:
+        """Once every scene's image exists (and there is more than one scene): the
+        storyboard, posted after the last image."""
+        if self._storyboard_offered:
+            return
+        images = scene_images(self.events)
+        if images is not None and len(images) > 1:
+            self._storyboard_offered = True
+            self.thread.storyboard(images)
+
+    async def finished(self, job: Job, result: RenderResult) -> bool:
+        """Deliver the video; True if it reached the requester (the runner may then remove
+        the file)."""
         self.job = job
         self.phase = Phase.DELIVERING
         self._show()
@@ -306,6 +401,7 @@ class JobPresenter:
         self.note = f"{version} {outcome.note}".strip()
         self.detail = ""
         await self._finish(Phase.DONE)
+        return outcome.delivered
 
     async def reviewing(self, job: Job) -> None:
         """Every scene is made: wait for approvals (the presenter stays, to redraw them)."""
@@ -402,6 +498,7 @@ class JobPresenter:
             cancelled_by=self.cancelled_by,
             detail=self.detail,
             records=self.records,
+            thumbnail=self.thread.thumbnail,
         )
 
     def _show(self) -> None:

@@ -10,7 +10,8 @@ RenderProgress ──view_of()──► ProgressView ──build_embed()──�
               record it in the store, so a restart continues the right message.
 
 While a job waits for review the message lists each scene's approval and carries an
-"Approve all" button (`bot/review.py`); in every other phase it has no buttons.
+"Approve all" button (`bot/review.py`); in every other phase it has no buttons. Its thumbnail
+is the newest scene image, by the URL of that image's attachment in the thread.
 """
 
 from __future__ import annotations
@@ -139,6 +140,9 @@ class ProgressView:
     cancelled_by: int | None = None
     detail: str = ""  # one line under the headline (why it runs again)
     approved: int = 0  # scenes approved, while in review
+    # The newest scene image: the URL of its attachment in the thread (nothing is uploaded
+    # with an edit; Discord shows the picture already posted).
+    thumbnail: str | None = None
 
 
 def view_of(
@@ -154,6 +158,7 @@ def view_of(
     cancelled_by: int | None = None,
     detail: str = "",
     records: Sequence[SceneRecord] = (),
+    thumbnail: str | None = None,
 ) -> ProgressView:
     """Freeze a RenderProgress (plus what the front end knows) into a ProgressView. In
     review, the scenes come from their `records` (the store), not from the render."""
@@ -185,6 +190,7 @@ def view_of(
         cancelled_by=cancelled_by,
         detail=detail,
         approved=sum(r.approved for r in records),
+        thumbnail=thumbnail,
     )
 
 
@@ -359,6 +365,8 @@ def build_embed(view: ProgressView, now: float | None = None) -> discord.Embed:
         )
     if view.note:
         embed.add_field(name="Video", value=_truncate(view.note, FIELD_LIMIT), inline=False)
+    if view.thumbnail:
+        embed.set_thumbnail(url=view.thumbnail)
     embed.set_footer(text=f"job #{view.job_id} · {LEGEND}")
     return embed
 

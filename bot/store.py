@@ -54,7 +54,10 @@ class JobOptions(BaseModel):
     voice: str | None = None
     title: str | None = None
     review: bool = False
+    # Burned-in captions: None follows `[captions] enabled`.
     captions: bool | None = None
+    # A music file attached to the command, saved as `<data_dir>/music/<sha256>.<ext>`.
+    music: str | None = None
     # The upload limit Discord reported with the command, in bytes.
     upload_limit: int | None = None
 
@@ -81,6 +84,7 @@ class Job:
     thread_id: int | None
     events: str | None
     videos: int = 0  # videos delivered so far (a revised job delivers version 2, 3, ...)
+    storyboard: str | None = None  # which images the storyboard in its thread shows (a digest)
 
 
 @dataclass(frozen=True)
@@ -247,6 +251,10 @@ class Store:
 
     async def set_thread(self, job_id: int, thread_id: int) -> None:
         await self._db.execute("UPDATE jobs SET thread_id = ? WHERE id = ?", (thread_id, job_id))
+
+    async def set_storyboard(self, job_id: int, key: str) -> None:
+        """The job's thread now holds a storyboard of the images `key` stands for."""
+        await self._db.execute("UPDATE jobs SET storyboard = ? WHERE id = ?", (key, job_id))
 
     async def save_events(self, job_id: int, events_json: str) -> None:
         await self._db.execute("UPDATE jobs SET events = ? WHERE id = ?", (events_json, job_id))

@@ -231,8 +231,8 @@ async def test_render_from_an_attachment_end_to_end(world: World, baseline: Rend
     # A thread on the progress message, one image per scene with its prompt and seed.
     thread = fake.threads[progress.id]
     assert thread.parent_id == GENERAL and f"job {baseline.job_id}" in thread.name
-    images = fake.messages[thread.id]
-    assert len(images) == 3
+    *images, storyboard = fake.messages[thread.id]  # the scene images, then the storyboard
+    assert len(images) == 3 and storyboard.embeds[0]["title"] == "Storyboard"
     seeds = {r.json["prompt"]: r.json["seed"] for r in world.together.requests}
     for number, (message, prompt) in enumerate(zip(images, PROMPTS, strict=True), start=1):
         embed = message.embeds[0]
@@ -481,7 +481,8 @@ async def test_429s_on_edits_and_uploads_are_absorbed(world: World) -> None:
     assert (
         sum(r.status == 429 for r in fake.requests_of("create_message_with_files")) == files_429 + 1
     )
-    # Nothing was lost to the rate limits: every scene image, the final state, the video.
-    assert len(fake.messages[fake.threads[rendered.progress.id].id]) == 3
+    # Nothing was lost to the rate limits: every scene image (and the storyboard), the final
+    # state, the video.
+    assert len(fake.messages[fake.threads[rendered.progress.id].id]) == 3 + 1
     assert all_done(rendered.progress.revisions[-1])
     assert rendered.upload is not None and check_mp4(rendered.upload, world.tmp) > 2

@@ -35,6 +35,16 @@ SCRIPT = "# Restart\n" + "".join(
 )
 
 
+def titled(fake: FakeDiscord, thread_id: int, prefix: str) -> list[RecordedMessage]:
+    """The thread's messages whose embed title starts with `prefix` ("Scene ": the scene
+    images; "Storyboard")."""
+    return [
+        m
+        for m in fake.messages.get(thread_id, [])
+        if str(m.embeds[0].get("title", "")).startswith(prefix)
+    ]
+
+
 def clips_encoding(fake: FakeDiscord, progress: RecordedMessage, *, resumed: bool) -> bool:
     """Every image is in the thread, and a clip is being encoded (not all done yet)."""
     thread = fake.threads.get(progress.id)
@@ -43,7 +53,8 @@ def clips_encoding(fake: FakeDiscord, progress: RecordedMessage, *, resumed: boo
     description = str(embed_of(last).get("description", ""))
     return (
         thread is not None
-        and len(fake.messages.get(thread.id, [])) == len(PROMPTS)
+        and len(titled(fake, thread.id, "Scene ")) == len(PROMPTS)
+        and len(titled(fake, thread.id, "Storyboard")) == 1  # posted once, in run 1
         and "🔄" in clips
         and not all_done(last)
         and (not resumed or "resumed after a restart" in description)
@@ -106,9 +117,10 @@ async def test_the_bot_resumes_a_render_after_sigterm_and_kill_9(tmp_path: Path)
         assert progress_messages(fake, channel, job) == [progress]
         assert len(progress.revisions) > killed_at and all_done(progress.revisions[-1])
         assert list(fake.threads) == [thread_id]
-        assert [m.embeds[0]["title"] for m in fake.messages[thread_id]] == [
+        assert [m.embeds[0]["title"] for m in titled(fake, thread_id, "Scene ")] == [
             f"Scene {n}" for n in range(1, len(PROMPTS) + 1)
         ]
+        assert len(titled(fake, thread_id, "Storyboard")) == 1  # not again on resume
         # The video, as a reply mentioning the requester.
         [upload] = [u for u in fake.uploads if u.message_id == reply.id]
         video = tmp_path / "video.mp4"

@@ -4,28 +4,45 @@ The interaction is answered at once (a modal, an ephemeral refusal, or an epheme
 "thinking" defer before anything slow); the script is validated before it is queued, and the
 progress then lives in a regular channel message (see `bot/presenter.py`), not in the
 interaction response, whose token stops working after 15 minutes.
+
+`music:` takes an audio file. Its type and size are checked before it is downloaded; it is
+downloaded only once the script is known to be good, saved under its content's hash
+(`<data_dir>/music/<sha256>.<ext>`, never a name the user chose) and checked with ffprobe.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import hashlib
+import secrets
+from pathlib import Path
 from typing import Literal, cast
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from pipeline.errors import ReelbotError, ScriptError
+from pipeline.errors import MediaError, ReelbotError, ScriptError
+from pipeline.media import probe
+from pipeline.soundtrack import MUSIC_SUFFIXES
 
 from ..answers import answer
 from ..app import ReelBot
 from ..checks import bot_can_post, render_allowed, render_rate_limit
+from ..delivery import format_size
 from ..jobs import JobRequest
 from ..progress_message import format_duration
 from ..store import Job, JobOptions
 
-__all__ = ["RenderCog", "ScriptModal", "setup"]
+__all__ = ["RenderCog", "ScriptModal", "save_music", "setup"]
 
 SCRIPT_EXTENSIONS = (".md", ".markdown", ".txt", ".json")
+MUSIC_EXTENSIONS = tuple(sorted(MUSIC_SUFFIXES))
+# Besides audio/*: what clients and Discord label some audio files with.
+OTHER_AUDIO_TYPES = frozenset(
+    {"application/ogg", "video/ogg", "video/mp4", "application/octet-stream"}
+)
 MODAL_MAX_CHARS = 4000  # Discord's limit for one text input
 PLACEHOLDER = "# My video\n## Scene 1\nimage: a lighthouse at dusk\nWhat the narrator says."
 
@@ -43,14 +60,17 @@ class ScriptModal(discord.ui.Modal, title="Paste your script"):
         custom_id="render:script",
     )
 
-    def __init__(self, cog: RenderCog, options: JobOptions) -> None:
+    def __init__(
+        self, cog: RenderCog, options: JobOptions, music: discord.Attachment | None = None
+    ) -> None:
         super().__init__(timeout=15 * 60)
         self.cog = cog
         self.options = options
+        self.music = music  # checked already; downloaded once the script is good
 
     async def on_submit(self, interaction: Interaction) -> None:  # type: ignore[override]
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await self.cog.queue_render(interaction, self.script.value, "", self.options)
+        await self.cog.queue_render(interaction, self.script.value, "", self.options, self.music)
 
     async def on_error(self, interaction: Interaction, error: Exception) -> None:  # type: ignore[override]
         await interaction.client.report_error(interaction, error)
@@ -67,6 +87,8 @@ class RenderCog(commands.Cog):
         aspect="Frame shape (default: the script's, else the server's)",
         voice="Narration voice for every scene (default: the script's)",
         review="Approve each scene's image before the video is made",
+        captions="Burn captions into the video (default: on for 9:16, else off)",
+        music="Background music: an mp3, m4a, aac, ogg, opus, flac or wav file",
     )
     @app_commands.guild_only()
     @render_rate_limit()
@@ -80,21 +102,26 @@ class RenderCog(commands.Cog):
         aspect: Literal["9:16", "16:9", "1:1"] | None = None,
         voice: app_commands.Range[str, 1, 60] | None = None,
         review: bool = False,
+        captions: bool | None = None,
+        music: discord.Attachment | None = None,
     ) -> None:
         options = JobOptions(
             aspect=aspect,
             voice=voice,
             title=title,
             review=review,
+            captions=captions,
             upload_limit=_upload_limit(interaction),
         )
+        if music is not None:
+            self._check_music(music)  # refused at once, before anything is downloaded
         if script is None:
-            await interaction.response.send_modal(ScriptModal(self, options))
+            await interaction.response.send_modal(ScriptModal(self, options, music))
             return
         self._check_attachment(script)  # refused at once, before anything is downloaded
         await interaction.response.defer(ephemeral=True, thinking=True)
         text = _decode(await script.read())
-        await self.queue_render(interaction, text, script.filename, options)
+        await self.queue_render(interaction, text, script.filename, options, music)
 
     def _check_attachment(self, attachment: discord.Attachment) -> None:
         if not attachment.filename.lower().endswith(SCRIPT_EXTENSIONS):
@@ -109,8 +136,30 @@ class RenderCog(commands.Cog):
                 f"{limit:,} bytes"
             )
 
+    def _check_music(self, attachment: discord.Attachment) -> None:
+        name = _shown(attachment.filename)
+        content_type = (attachment.content_type or "").split(";")[0].strip().lower()
+        audio_type = not content_type or content_type.startswith("audio/")
+        if not attachment.filename.lower().endswith(MUSIC_EXTENSIONS) or not (
+            audio_type or content_type in OTHER_AUDIO_TYPES
+        ):
+            raise ReelbotError(
+                f"{name} is not a music file: attach an mp3, m4a, aac, ogg, opus, flac or wav file"
+            )
+        limit = self.bot.settings.discord.max_music_bytes
+        if attachment.size > limit:
+            raise ReelbotError(
+                f"{name} is {format_size(attachment.size)}; music may be at most "
+                f"{format_size(limit)}"
+            )
+
     async def queue_render(
-        self, interaction: Interaction, text: str, filename: str, options: JobOptions
+        self,
+        interaction: Interaction,
+        text: str,
+        filename: str,
+        options: JobOptions,
+        music: discord.Attachment | None = None,
     ) -> None:
         """Validate and queue; the answer says where progress will appear."""
         assert interaction.channel_id is not None  # guild_only: always in a channel
@@ -122,10 +171,37 @@ class RenderCog(commands.Cog):
             filename=filename,
             options=options,
         )
+        if music is not None:
+            self.bot.runner.parse(request)  # a bad script: refused before the music is fetched
+            saved = await self._save_music(music)
+            request = dataclasses.replace(
+                request, options=options.model_copy(update={"music": str(saved)})
+            )
         job = await self.bot.runner.submit(request)  # ScriptError, QueueFull, UserLimitReached
         self.bot.presenters.announce(job)  # before any await: the runner may start it next
         self.bot.render_limits.record(interaction.user.id, interaction.guild_id)
         await answer(interaction, await self._queued_text(job))
+
+    async def _save_music(self, attachment: discord.Attachment) -> Path:
+        """Download a checked music attachment and keep it by its content's hash; refuse it
+        if ffprobe finds no audio in it."""
+        name = _shown(attachment.filename)
+        limit = self.bot.settings.discord.max_music_bytes
+        data = await attachment.read()
+        if len(data) > limit:  # the size Discord announced was not the real one
+            raise ReelbotError(f"{name} is larger than {format_size(limit)}, the limit for music")
+        suffix = next(s for s in MUSIC_EXTENSIONS if attachment.filename.lower().endswith(s))
+        folder = self.bot.settings.storage.data_dir / "music"
+        path, fresh = await asyncio.to_thread(save_music, data, folder, suffix)
+        try:
+            info = await probe(path)
+        except MediaError:
+            info = None
+        if info is None or info.stream("audio") is None or info.duration <= 0:
+            if fresh:
+                path.unlink(missing_ok=True)
+            raise ReelbotError(f"{name} holds no audio I can play; attach another music file")
+        return path
 
     async def _queued_text(self, job: Job) -> str:
         entry = next((e for e in await self.bot.runner.queue() if e.job.id == job.id), None)
@@ -152,6 +228,27 @@ def _upload_limit(interaction: Interaction) -> int | None:
     if limit:
         return limit
     return interaction.guild.filesize_limit if interaction.guild is not None else None
+
+
+def save_music(data: bytes, folder: Path, suffix: str) -> tuple[Path, bool]:
+    """Keep `data` as `folder/<sha256>{suffix}` (written under a temporary name, then
+    renamed); the path, and whether it was written now (False: it was there already)."""
+    path = folder / f"{hashlib.sha256(data).hexdigest()}{suffix}"
+    if path.is_file() and path.stat().st_size == len(data):
+        return path, False
+    folder.mkdir(parents=True, exist_ok=True)
+    temp = folder / f".{path.name}.{secrets.token_hex(4)}.part"
+    try:
+        temp.write_bytes(data)
+        temp.replace(path)
+    finally:
+        temp.unlink(missing_ok=True)
+    return path, True
+
+
+def _shown(filename: str) -> str:
+    """A user's file name, safe to show in a message."""
+    return discord.utils.escape_markdown(filename[:100])
 
 
 def _decode(data: bytes) -> str:
