@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import SettingsConfigDict
 
 from pipeline.config import ConfigSection, Secrets, Settings
 
@@ -53,9 +52,7 @@ class BotSecrets(Secrets):
 
 
 class BotSettings(Settings):
-    model_config = SettingsConfigDict(
-        env_prefix="REELBOT_", env_nested_delimiter="__", extra="ignore", frozen=True
-    )
+    """The pipeline's settings (and their TOML/environment sources), plus the bot's sections."""
 
     discord: DiscordConfig = DiscordConfig()
     queue: QueueConfig = QueueConfig()
