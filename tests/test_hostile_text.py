@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+from pipeline.captions import parse_ass_events
 from pipeline.events import ProgressEvent, SceneEvent
 from pipeline.plan import plan_render
 from pipeline.render import render_plan
@@ -42,6 +43,15 @@ async def test_hostile_text_renders_and_round_trips(
     assert probe.tags["title"] == TITLE  # metadata carries the title exactly
     assert probe.stream("video")["width"] == 1080
     assert abs(probe.duration - sum(s.clip_seconds for s in result.scenes)) < 0.2
+    # The hostile narration was burned in as captions (on by default for 9:16), as text: the
+    # ASS events hold every word and no override block or line break came from the user.
+    captions = result.scenes[0].captions
+    assert captions is not None
+    cues = parse_ass_events(captions.read_text(encoding="utf-8"))
+    shown = " ".join(cue.text for cue in cues)
+    assert "{\\b1}" not in shown  # the override block is escaped: shown as text, not applied
+    literal = shown.replace("\u2060", "").replace("\\{", "{").replace("\\}", "}")
+    assert literal.split() == HOSTILE.split()
     # No file name anywhere came from user text: artifacts are named by their content hash.
     for event in events:
         if isinstance(event, SceneEvent) and event.path is not None and event.path != out:
