@@ -1,0 +1,122 @@
+"""Smoke tests of bench/ (the benchmarks themselves run with `make bench`, not here)."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bench.encode import centroid, path_errors, previous_clip_argv, track_dots
+from bench.fakes import Latencies
+from bench.measure import process_tree, rss_bytes, run_timed
+from bench.media import dot_chart, make_script
+from bench.render import render_once, summarize
+from bench.report import Section, write_results
+from pipeline.aspect import Size
+from pipeline.config import VideoConfig
+from pipeline.events import JobDone, JobStarted, ProgressEvent, SceneEvent, Stage, Status
+from pipeline.script import parse_script
+from pipeline.video import ClipSpec, clip_argv
+from tests.fakes.audio import make_wav
+
+
+def _event(t: float, scene: int, stage: Stage, status: Status) -> SceneEvent:
+    return SceneEvent(t, scene, stage, status)
+
+
+def test_the_lower_bound_comes_from_the_events() -> None:
+    a, i, c, j = Stage.AUDIO, Stage.IMAGE, Stage.CLIP, Stage.JOIN
+    started, done = Status.STARTED, Status.DONE
+    events: list[ProgressEvent] = [
+        JobStarted(0.0, "t", 2),
+        _event(0.0, 1, a, started), _event(0.0, 2, a, started),
+        _event(0.0, 1, i, started), _event(0.5, 1, a, done), _event(0.9, 2, a, done),
+        _event(1.0, 1, i, done), _event(1.0, 2, i, started), _event(1.0, 1, c, started),
+        _event(1.8, 1, c, done), _event(2.0, 2, i, done), _event(2.1, 2, c, started),
+        _event(3.0, 2, c, done), _event(3.0, 0, j, started), _event(3.5, 0, j, done),
+        JobDone(3.6, Path("out.mp4"), 4.0),
+    ]  # fmt: skip
+    run = summarize(events, aspect="9:16", scenes=2, image_latency=1.0, sequential=False)
+    assert run.makespan == 3.6 and run.tts_finish == 0.9
+    assert math.isclose(run.last_clip, 0.9) and math.isclose(run.join, 0.5)
+    assert math.isclose(run.lower_bound, 2.0 + 0.9 + 0.5)  # images, then scene 2's clip, join
+    assert math.isclose(run.efficiency, 3.4 / 3.6)
+
+
+def test_path_errors_see_steps_and_ignore_a_constant_offset() -> None:
+    exact = [10 + 0.3 * n for n in range(30)]
+    smooth = path_errors([x + 0.25 for x in exact], exact)
+    assert smooth.step_error < 1e-9 and smooth.path_error < 1e-9
+    stepped = path_errors([math.floor(x) for x in exact], exact)  # whole pixels only
+    assert stepped.step_error > 0.6 and stepped.path_error > 0.4
+
+
+def test_a_centroid_is_found_to_a_hundredth_of_a_pixel() -> None:
+    width, height, cx, cy = 64, 48, 30.37, 20.81  # centre, with pixel centres at +0.5
+    frame = bytes(
+        min(255, 40 + round(200 * math.exp(-((x + 0.5 - cx) ** 2 + (y + 0.5 - cy) ** 2) / 8)))
+        for y in range(height)
+        for x in range(width)
+    )
+    x, y = centroid(frame, width, 31.0, 20.0, reach=10, background=45)
+    assert abs(x - cx) < 0.02 and abs(y - cy) < 0.02
+
+
+def test_the_zoom_is_smooth_and_the_previous_one_was_not(tmp_path: Path) -> None:
+    picture, frame = Size(144, 256), Size(270, 480)
+    chart = dot_chart(*picture, radius=0.01)  # dots ~3 px across: big enough to centroid
+    chart.image.save(tmp_path / "chart.png")
+    (tmp_path / "a.wav").write_bytes(make_wav(1.6))
+    spec = ClipSpec(tmp_path / "chart.png", tmp_path / "a.wav", 1.6, frame, VideoConfig(crf=1))
+    results = {}
+    for name, build in (("now", clip_argv), ("previous", previous_clip_argv)):
+        subprocess.run(build(spec, tmp_path / f"{name}.mp4"), check=True, timeout=120)
+        results[name] = track_dots(tmp_path / f"{name}.mp4", frame, picture, chart.dots, 1.12)
+    assert results["now"].step_error < 0.1, results
+    assert results["previous"].step_error > 0.3, results
+
+
+def test_the_process_tree_and_its_memory() -> None:
+    child = subprocess.Popen(["sleep", "5"])
+    try:
+        tree = process_tree(os.getpid())
+        assert tree[os.getpid()] and tree[child.pid] == "sleep"
+        assert rss_bytes(os.getpid()) > 10 * 2**20
+    finally:
+        child.kill()
+        child.wait()
+    timing = run_timed(["sh", "-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"])
+    assert timing.wall > 0 and timing.cpu > 0
+
+
+def test_generated_scripts_have_the_scenes_asked_for() -> None:
+    script = parse_script(make_script(12, chars=(35, 65)))
+    assert len(script.scenes) == 12
+    assert all(30 <= len(s.narration) <= 70 for s in script.scenes)
+    assert len({s.image_prompt for s in script.scenes}) == 12
+    assert len({s.narration for s in parse_script(make_script(50, chars=(5, 12))).scenes}) == 50
+
+
+def test_results_keep_the_sections_not_rerun(tmp_path: Path) -> None:
+    from rich.table import Table
+
+    out = tmp_path / "results.md"
+    write_results(out, [Section("render", "R", Table(), "render one", []),
+                        Section("memory", "M", Table(), "memory one", [])])  # fmt: skip
+    write_results(out, [Section("encode", "E", Table(), "encode two", []),
+                        Section("render", "R", Table(), "render two", [])])  # fmt: skip
+    text = out.read_text()
+    assert "render two" in text and "render one" not in text
+    assert text.index("render two") < text.index("encode two") < text.index("memory one")
+
+
+async def test_a_render_run_is_measured(tmp_path: Path) -> None:
+    # Two short scenes against the fakes, with real ffmpeg.
+    run = await render_once("16:9", 2, sequential=False, latencies=Latencies(0.2, 0.05, 0.0),
+                            chars=(5, 10), workdir=tmp_path)  # fmt: skip
+    assert run.scenes == 2 and run.images == pytest.approx(0.4)
+    assert 0 < run.lower_bound <= run.makespan
+    assert 0 < run.efficiency <= 1
