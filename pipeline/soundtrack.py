@@ -25,6 +25,7 @@ import asyncio
 import hashlib
 import json
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,8 +135,20 @@ def narration_stream(parts: Sequence[NarrationPart], crossfades: Sequence[float]
     n-th seam overlaps the two scenes by `crossfades[n]` seconds (0: a plain cut)."""
     if len(crossfades) != max(0, len(parts) - 1):
         raise ValueError("one crossfade per seam")
+    # ffmpeg-python merges identical nodes: two scenes with the same narration (the same
+    # cached WAV) must read one input through `asplit`, one output per use.
+    uses = Counter(part.audio for part in parts)
+    sources: dict[Path, list[Stream]] = {}
+    for audio, count in uses.items():
+        source = _stereo(ffmpeg.input(str(audio)).audio)
+        if count == 1:
+            sources[audio] = [source]
+        else:
+            split = source.filter_multi_output("asplit", count)
+            sources[audio] = [split.stream(i) for i in range(count)]
     streams = [
-        _stereo(ffmpeg.input(str(part.audio)).audio)
+        sources[part.audio]
+        .pop(0)
         .filter("apad", whole_dur=f"{part.seconds:.6f}")
         .filter("atrim", end=f"{part.seconds:.6f}")
         for part in parts

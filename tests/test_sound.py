@@ -250,3 +250,18 @@ async def test_crossfades_reencode_only_the_seams(
     blend = Image.blend(before, after, 0.5)
     assert mean_difference(middle, blend) < mean_difference(middle, before) / 2
     assert mean_difference(middle, blend) < mean_difference(middle, after) / 2
+
+
+async def test_scenes_with_the_same_narration_share_one_wav(
+    make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    """Two scenes saying the same words reuse one cached WAV; the sound pass reads it twice."""
+    settings = make_settings(captions={"enabled": False})
+    script = "## 1\nimage: one\nSame words.\n\n## 2\nimage: two\nSame words.\n"
+    out = tmp_path / "v.mp4"
+    plan = plan_render(parse_script(script), settings)
+    result = await render_plan(plan, settings, out)
+    assert result.scenes[0].audio == result.scenes[1].audio
+    probe = ffprobe(out)
+    assert abs(probe.duration - sum(s.clip_seconds for s in result.scenes)) < 0.2
+    assert abs(integrated_loudness(out) - settings.sound.loudness_target) <= 1.0
