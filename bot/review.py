@@ -109,10 +109,10 @@ def scene_embed(job: Job, record: SceneRecord, *, filename: str) -> discord.Embe
 def scene_buttons(job: Job, record: SceneRecord) -> discord.ui.View:
     key = SceneKey(job.id, record.number, record.version)
     view = discord.ui.View(timeout=None)
-    view.add_item(RegenerateButton(key))
-    view.add_item(EditPromptButton(key))
+    view.add_item(RegenerateButton.for_key(key))
+    view.add_item(EditPromptButton.for_key(key))
     if job.options.review:
-        view.add_item(ApproveButton(key, approved=record.approved))
+        view.add_item(ApproveButton.for_key(key, approved=record.approved))
     return view
 
 
@@ -130,51 +130,11 @@ def _button(label: str, emoji: str, custom_id: str, **extra: Any) -> discord.ui.
     return discord.ui.Button(label=label, emoji=emoji, style=style, custom_id=custom_id, **extra)
 
 
-class RegenerateButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]], template=rf"reelbot:regen:{_SCENE}"
-):
-    def __init__(self, key: SceneKey) -> None:
-        super().__init__(_button("Regenerate", "🔁", key.custom_id("regen")))
-        self.key = key
+class _SceneButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"(?!)"):
+    """A button about one version of one scene; its custom id carries the SceneKey. The
+    never-matching template keeps this base out of the dispatch; subclasses set their own."""
 
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> Self:
-        return cls(SceneKey.of(match))
-
-    async def callback(self, interaction: Interaction) -> None:
-        await _review(interaction).regenerate(interaction, self.key)
-
-
-class EditPromptButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]], template=rf"reelbot:edit:{_SCENE}"
-):
-    def __init__(self, key: SceneKey) -> None:
-        super().__init__(_button("Edit prompt", "✏️", key.custom_id("edit")))
-        self.key = key
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> Self:
-        return cls(SceneKey.of(match))
-
-    async def callback(self, interaction: Interaction) -> None:
-        await _review(interaction).edit_prompt(interaction, self.key)
-
-
-class ApproveButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]], template=rf"reelbot:approve:{_SCENE}"
-):
-    def __init__(self, key: SceneKey, *, approved: bool = False) -> None:
-        button = _button(
-            "Approved" if approved else "Approve",
-            "✅",
-            key.custom_id("approve"),
-            style=discord.ButtonStyle.success,
-            disabled=approved,
-        )
+    def __init__(self, key: SceneKey, button: discord.ui.Button[Any]) -> None:
         super().__init__(button)
         self.key = key
 
@@ -182,7 +142,38 @@ class ApproveButton(
     async def from_custom_id(
         cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> Self:
-        return cls(SceneKey.of(match))
+        return cls.for_key(SceneKey.of(match))
+
+    @classmethod
+    def for_key(cls, key: SceneKey) -> Self:
+        raise NotImplementedError
+
+
+class RegenerateButton(_SceneButton, template=rf"reelbot:regen:{_SCENE}"):
+    @classmethod
+    def for_key(cls, key: SceneKey) -> Self:
+        return cls(key, _button("Regenerate", "🔁", key.custom_id("regen")))
+
+    async def callback(self, interaction: Interaction) -> None:
+        await _review(interaction).regenerate(interaction, self.key)
+
+
+class EditPromptButton(_SceneButton, template=rf"reelbot:edit:{_SCENE}"):
+    @classmethod
+    def for_key(cls, key: SceneKey) -> Self:
+        return cls(key, _button("Edit prompt", "✏️", key.custom_id("edit")))
+
+    async def callback(self, interaction: Interaction) -> None:
+        await _review(interaction).edit_prompt(interaction, self.key)
+
+
+class ApproveButton(_SceneButton, template=rf"reelbot:approve:{_SCENE}"):
+    @classmethod
+    def for_key(cls, key: SceneKey, *, approved: bool = False) -> Self:
+        label = "Approved" if approved else "Approve"
+        button = _button(label, "✅", key.custom_id("approve"),
+                         style=discord.ButtonStyle.success, disabled=approved)  # fmt: skip
+        return cls(key, button)
 
     async def callback(self, interaction: Interaction) -> None:
         await _review(interaction).approve(interaction, self.key)
