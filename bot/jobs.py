@@ -411,12 +411,12 @@ class JobRunner:
             self._learn(len(plan.scenes), time.monotonic() - started, result)
             await self.store.save_events(job.id, _events_json(result.events))
             if review_round:
-                state = await asyncio.shield(self.store.end_review_round(job.id))
+                state = await self.store.must_finish(self.store.end_review_round(job.id))
                 if state is JobState.REVIEW and isinstance(observer, ReviewObserver):
                     await _quietly(observer.reviewing(await self._reload(job.id)))
                 return  # queued again if every scene was approved meanwhile: joined next run
             delivered = await _delivered(observer.finished(await self._reload(job.id), result))
-            await asyncio.shield(self.store.mark_delivered(job.id))
+            await self.store.must_finish(self.store.mark_delivered(job.id))
             if delivered:  # the clips stay in the cache: a revision joins them again
                 removed = remove_outputs(self.outputs, job.id)
                 log.info("job %d: delivered; removed %s", job.id,
@@ -451,7 +451,7 @@ class JobRunner:
             self._wake.set()
 
     async def _finish(self, job_id: int, state: JobState, **values: str | None) -> None:
-        await asyncio.shield(self.store.set_state(job_id, state, **values))
+        await self.store.must_finish(self.store.set_state(job_id, state, **values))
 
     async def _reload(self, job_id: int) -> Job:
         job = await self.store.get_job(job_id)
@@ -473,7 +473,7 @@ class _ArtifactRecorder:
         self.store = store
         self.job_id = job_id
         self.events: list[ProgressEvent] = []
-        self._pending: list[asyncio.Task[None]] = []
+        self._pending: list[Awaitable[None]] = []
 
     def see(self, event: ProgressEvent) -> None:
         if isinstance(event, JobStarted):
@@ -487,12 +487,12 @@ class _ArtifactRecorder:
         ):
             write = self.store.record_artifact(self.job_id, event.scene, event.stage.value,
                                                str(event.path))  # fmt: skip
-            self._pending.append(asyncio.ensure_future(write))
+            self._pending.append(self.store.must_finish(write))
 
     async def flush(self) -> None:
         pending, self._pending = self._pending, []
         if pending:
-            await asyncio.shield(asyncio.gather(*pending, return_exceptions=True))
+            await asyncio.gather(*pending, return_exceptions=True)  # each write must finish
 
 
 def fresh_seed(old: int) -> int:

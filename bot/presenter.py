@@ -225,7 +225,7 @@ class SceneThread:
                 make_storyboard, item.images, Path(folder) / STORYBOARD_FILENAME
             )
             await target.send(embed=embed, file=discord.File(sheet, STORYBOARD_FILENAME))
-        await asyncio.shield(self.store.set_storyboard(self.job.id, key))
+        await self.store.must_finish(self.store.set_storyboard(self.job.id, key))
 
     async def _archive(
         self, target: Target, message_id: int, scene: int, old: int | None, new: int

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import aiosqlite
 from pydantic import BaseModel, ConfigDict
+
+T = TypeVar("T")
 
 __all__ = ["Job", "JobOptions", "JobState", "NewScene", "SceneRecord", "Store"]
 
@@ -123,6 +125,8 @@ class Store:
         self._db = db
         # One connection: transactions must not interleave (a second BEGIN would fail).
         self._write_lock = asyncio.Lock()
+        # Writes that must land even if their caller is cancelled; close() waits for them.
+        self._committing: set[asyncio.Future[Any]] = set()
 
     @classmethod
     async def open(cls, path: Path) -> Self:
@@ -136,7 +140,17 @@ class Store:
         await store._migrate()
         return store
 
+    def must_finish(self, write: Awaitable[T]) -> Awaitable[T]:
+        """Run `write` to the end even if the awaiting task is cancelled (a job stopped by a
+        shutdown still records its final state); `close()` waits for every such write."""
+        future = asyncio.ensure_future(write)
+        self._committing.add(future)
+        future.add_done_callback(self._committing.discard)
+        return asyncio.shield(future)
+
     async def close(self) -> None:
+        if self._committing:
+            await asyncio.wait(set(self._committing), timeout=10)
         await self._db.close()
 
     async def __aenter__(self) -> Self:
