@@ -101,4 +101,4 @@ def event_from_dict(data: dict[str, object]) -> ProgressEvent:
     for name, enum in (("stage", Stage), ("status", Status)):
         if values.get(name) is not None:
             values[name] = enum(str(values[name]))
-    return kind(**values)  # type: ignore[arg-type]
+    return kind(**values)  # type: ignore[arg-type]  # values were checked by type above

@@ -118,8 +118,18 @@ class Renderer:
             except Exception:  # a broken front end must not break the render
                 log.exception("progress consumer failed on %s", event)
 
-    def _scene_event(self, scene: int, stage: Stage, status: Status, **extra: object) -> None:
-        self._emit(SceneEvent(self._now(), scene, stage, status, **extra))  # type: ignore[arg-type]
+    def _scene_event(
+        self,
+        scene: int,
+        stage: Stage,
+        status: Status,
+        *,
+        path: Path | None = None,
+        message: str = "",
+        seconds: float | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self._emit(SceneEvent(self._now(), scene, stage, status, path, message, seconds, seed))
 
     # ------------------------------------------------------------ the whole render
 
@@ -360,8 +370,8 @@ class Renderer:
         except Exception as exc:
             if not isinstance(exc, ReelbotError):
                 log.exception("scene %d, %s: unexpected error", scene, stage)
-            elif getattr(exc, "detail", ""):
-                log.error("scene %d, %s: %s\n%s", scene, stage, exc, exc.detail)  # type: ignore[attr-defined]
+            elif isinstance(exc, MediaError) and exc.detail:
+                log.error("scene %d, %s: %s\n%s", scene, stage, exc, exc.detail)
             self._failing = True
             self._scene_event(scene, stage, Status.FAILED, message=str(exc))
             raise SceneFailed(scene, stage.value, exc) from exc
