@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from typing import Literal
 
 from .errors import MediaError
 
@@ -17,8 +18,10 @@ async def run_program(
     what: str,
     timeout: float,
     stdin: bytes | None = None,
+    output: Literal["stdout", "stderr"] = "stdout",
 ) -> bytes:
-    """Run `argv`, return its stdout. Raises MediaError naming `what` on failure or timeout.
+    """Run `argv`, return its stdout (or its stderr, where ffmpeg writes measurements such as
+    loudnorm's). Raises MediaError naming `what` on failure or timeout.
 
     If the awaiting task is cancelled, the process is killed and reaped before the
     cancellation propagates.
@@ -43,7 +46,7 @@ async def run_program(
     if process.returncode != 0:
         tail = stderr.decode("utf-8", "replace").strip()[-2000:]
         raise MediaError(f"{what} failed (exit code {process.returncode})", detail=tail)
-    return stdout
+    return stdout if output == "stdout" else stderr
 
 
 async def _kill(process: asyncio.subprocess.Process) -> None:

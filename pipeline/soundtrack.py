@@ -35,7 +35,7 @@ import ffmpeg
 
 from .config import SoundConfig
 from .errors import ConfigError, MediaError
-from .proc import _kill  # the same kill-and-reap on cancel as proc.run_program
+from .proc import run_program
 
 __all__ = [
     "MUSIC_SUFFIXES",
@@ -232,29 +232,9 @@ def measure_argv(audio: Stream, config: SoundConfig) -> list[str]:
 
 
 async def run_for_log(argv: Sequence[str], *, what: str, timeout: float) -> str:
-    """Run ffmpeg and return its log (stderr), where `loudnorm` writes its measurement.
-    (proc.run_program returns stdout only.) Killed and reaped on cancel, like run_program."""
-    try:
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-    except FileNotFoundError:
-        raise MediaError(f"{argv[0]} is not installed (run `reelbot doctor`)") from None
-    try:
-        async with asyncio.timeout(timeout):
-            _, stderr = await process.communicate()
-    except BaseException as exc:
-        await _kill(process)
-        if isinstance(exc, TimeoutError):
-            raise MediaError(f"{what} took longer than {timeout:.0f} s and was stopped") from None
-        raise
-    log = stderr.decode("utf-8", "replace")
-    if process.returncode != 0:
-        raise MediaError(f"{what} failed (exit code {process.returncode})", detail=log[-2000:])
-    return log
+    """Run ffmpeg and return its log (stderr), where `loudnorm` writes its measurement."""
+    log = await run_program(argv, what=what, timeout=timeout, output="stderr")
+    return log.decode("utf-8", "replace")
 
 
 async def measure_loudness(audio: Stream, config: SoundConfig, *, timeout: float) -> Loudness:
