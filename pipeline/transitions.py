@@ -30,7 +30,7 @@ import ffmpeg
 from .config import VideoConfig
 from .errors import MediaError
 from .proc import run_program
-from .video import _codec_args, concat_argv, concat_list
+from .video import codec_args, concat_argv, concat_list
 
 __all__ = ["Piece", "clip_keyframes", "join_with_crossfades", "seam_frames"]
 
@@ -81,7 +81,7 @@ def seam_argv(tail: Piece, head: Piece, fade: int, config: VideoConfig, out: Pat
     inputs = [ffmpeg.input(str(tail.path)).video, ffmpeg.input(str(head.path)).video]
     video = ffmpeg.filter(inputs, "xfade", transition="fade", duration=f"{fade / fps:.6f}",
                           offset=f"{(tail.frames - fade) / fps:.6f}")  # fmt: skip
-    codec = {k: v for k, v in _codec_args(config).items() if k not in AUDIO_ARGS}
+    codec = {k: v for k, v in codec_args(config).items() if k not in AUDIO_ARGS}
     frames = tail.frames + head.frames - fade
     return _quiet(video.output(str(out), f="mp4", frames=frames, **codec))
 

@@ -21,6 +21,7 @@ __all__ = [
     "ClipSpec",
     "clip_argv",
     "clip_frames",
+    "codec_args",
     "concat_argv",
     "encode_clip",
     "join_clips",
@@ -62,7 +63,7 @@ def clip_frames(audio_seconds: float, config: VideoConfig) -> int:
     return max(1, math.ceil((audio_seconds + config.pad_seconds) * config.fps))
 
 
-def _codec_args(config: VideoConfig) -> dict[str, object]:
+def codec_args(config: VideoConfig) -> dict[str, object]:
     # Identical for every clip: the concat demuxer can then join them by stream copy.
     return {
         "vcodec": "libx264",
@@ -163,7 +164,7 @@ def _output(video: ffmpeg.nodes.FilterableStream, spec: ClipSpec, out: Path) -> 
         str(out),
         t=f"{seconds:.6f}",
         f="mp4",
-        **_codec_args(spec.config),
+        **codec_args(spec.config),
         **cuts,
     )
     argv: list[str] = (
