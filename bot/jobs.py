@@ -359,6 +359,11 @@ class JobRunner:
         """The job's plan: its script and options, with the seeds and prompts recorded for
         each scene at queue time (or changed by review since)."""
         script = parse_script(job.script, filename=job.filename, limits=self.settings.limits)
+        if job.options.music and not Path(job.options.music).is_file():
+            raise ReelbotError(
+                "this job's music file is no longer kept (the cache removed it to stay under its "
+                "size cap); render again with the music attached"
+            )
         plan = self._plan(script, job.options)
         if records is None:
             records = await self.store.scenes(job.id)

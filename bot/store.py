@@ -58,7 +58,8 @@ class JobOptions(BaseModel):
     review: bool = False
     # Burned-in captions: None follows `[captions] enabled`.
     captions: bool | None = None
-    # A music file attached to the command, saved as `<data_dir>/music/<sha256>.<ext>`.
+    # A music file attached to the command, saved in the artifact cache as
+    # `<data_dir>/cache/music/<sha256[:2]>/<sha256>.<ext>`.
     music: str | None = None
     # The upload limit Discord reported with the command, in bytes.
     upload_limit: int | None = None

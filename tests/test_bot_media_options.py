@@ -201,7 +201,7 @@ async def test_a_file_with_no_audio_is_refused_and_not_kept(world: World) -> Non
     [answer] = await handle.wait_followups(1, timeout=20)
     assert answer.ephemeral and "holds no audio" in answer.content, answer.content
     assert "job #" not in answer.content  # nothing queued
-    assert not list((world.data_dir / "music").glob("*"))
+    assert not [p for p in (world.data_dir / "cache" / "music").rglob("*") if p.is_file()]
 
 
 # ------------------------------------------------------------ music and captions
@@ -221,7 +221,7 @@ async def test_music_and_captions_options_reach_the_video(world: World) -> None:
 
     # The options as recorded with the jobs; the music kept under its content's hash.
     digest = hashlib.sha256(world.music).hexdigest()
-    saved = world.data_dir / "music" / f"{digest}.flac"
+    saved = world.data_dir / "cache" / "music" / digest[:2] / f"{digest}.flac"
     assert saved.read_bytes() == world.music
     options = json.loads(job_row(world, music_job)["options"])
     assert (options["captions"], options["music"]) == (False, str(saved))

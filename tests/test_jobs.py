@@ -15,6 +15,7 @@ from bot.jobs import JobRequest, JobRunner, QueueFull, UserLimitReached
 from bot.store import Job, JobOptions, JobState, Store
 from pipeline.events import ProgressEvent, SceneEvent, Stage, Status
 from pipeline.render import RenderResult
+from tests.fakes.audio import make_wav
 from tests.fakes.speech import FakeSpeech
 from tests.fakes.together import FakeTogether
 
@@ -252,3 +253,18 @@ async def _job(db: Path, job_id: int) -> Job:
         job = await store.get_job(job_id)
     assert job is not None
     return job
+
+
+async def test_a_job_whose_music_was_evicted_fails_in_plain_words(
+    bot_settings: Callable[..., BotSettings], tmp_path: Path
+) -> None:
+    music = tmp_path / "evicted.wav"
+    music.write_bytes(make_wav(2.0))
+    harness = Harness(bot_settings(), tmp_path / "bot.sqlite3")
+    async with harness as runner:
+        job = await runner.submit(request(music=str(music)))  # queued, not started yet
+        music.unlink()  # the cache's size cap removed it while the job waited
+        await runner.start()
+        failed = await harness.wait_state(job.id, JobState.FAILED)
+    assert failed.error is not None and "music file is no longer kept" in failed.error
+    assert harness.observers[job.id].reason == failed.error

@@ -6,8 +6,9 @@ progress then lives in a regular channel message (see `bot/presenter.py`), not i
 interaction response, whose token stops working after 15 minutes.
 
 `music:` takes an audio file. Its type and size are checked before it is downloaded; it is
-downloaded only once the script is known to be good, saved under its content's hash
-(`<data_dir>/music/<sha256>.<ext>`, never a name the user chose) and checked with ffprobe.
+downloaded only once the script is known to be good, saved under its content's hash (in the
+artifact cache as `music/<sha256>.<ext>`, never a name the user chose) and checked with
+ffprobe.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from pipeline.cache import ArtifactCache
 from pipeline.errors import MediaError, ReelbotError, ScriptError
 from pipeline.media import probe
 from pipeline.soundtrack import MUSIC_SUFFIXES
@@ -191,8 +193,8 @@ class RenderCog(commands.Cog):
         if len(data) > limit:  # the size Discord announced was not the real one
             raise ReelbotError(f"{name} is larger than {format_size(limit)}, the limit for music")
         suffix = next(s for s in MUSIC_EXTENSIONS if attachment.filename.lower().endswith(s))
-        folder = self.bot.settings.storage.data_dir / "music"
-        path, fresh = await asyncio.to_thread(save_music, data, folder, suffix)
+        cache = ArtifactCache(self.bot.settings.storage.data_dir / "cache")
+        path, fresh = await asyncio.to_thread(save_music, data, cache, suffix)
         try:
             info = await probe(path)
         except MediaError:
@@ -230,12 +232,14 @@ def _upload_limit(interaction: Interaction) -> int | None:
     return interaction.guild.filesize_limit if interaction.guild is not None else None
 
 
-def save_music(data: bytes, folder: Path, suffix: str) -> tuple[Path, bool]:
-    """Keep `data` as `folder/<sha256>{suffix}` (written under a temporary name, then
-    renamed); the path, and whether it was written now (False: it was there already)."""
-    path = folder / f"{hashlib.sha256(data).hexdigest()}{suffix}"
+def save_music(data: bytes, cache: ArtifactCache, suffix: str) -> tuple[Path, bool]:
+    """Keep `data` in the artifact cache under its sha256 (so the cache's size cap covers
+    uploaded music too), written under a temporary name, then renamed; the path, and whether
+    it was written now (False: it was there already)."""
+    path = cache.path("music", hashlib.sha256(data).hexdigest(), suffix)
     if path.is_file() and path.stat().st_size == len(data):
         return path, False
+    folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
     temp = folder / f".{path.name}.{secrets.token_hex(4)}.part"
     try:
