@@ -409,7 +409,7 @@ class JobRunner:
             records = await self.store.scenes(job.id)
             plan = await self.plan_for(job, records)
             review_round = job.options.review and not all(r.approved for r in records)
-            out = self.outputs / f"job-{job.id}.mp4"
+            out = job_video(self.outputs, job.id)
             started = time.monotonic()
             result = await self.renderer(on_event).render(plan, out, join=not review_round)
             await recorder.flush()
@@ -551,7 +551,8 @@ def remove_outputs(outputs: Path, job_id: int) -> list[Path]:
     """Remove a delivered job's files from the outputs folder: its video, a re-encode made to
     fit the upload limit, and the temporary files a killed render may have left
     (`.job-<id>.*`). What was removed (a file that cannot be removed is logged and kept)."""
-    found = [outputs / f"job-{job_id}.mp4", outputs / f"job-{job_id}.fit.mp4",
+    video = job_video(outputs, job_id)
+    found = [video, video.with_name(f"{video.stem}.fit.mp4"),
              *outputs.glob(f".job-{job_id}.*")]  # fmt: skip
     removed: list[Path] = []
     for path in found:
@@ -569,5 +570,6 @@ def remove_outputs(outputs: Path, job_id: int) -> list[Path]:
     return removed
 
 
-def output_path(settings: BotSettings, job_id: int) -> Path:
-    return settings.storage.data_dir / "outputs" / f"job-{job_id}.mp4"
+def job_video(outputs: Path, job_id: int) -> Path:
+    """Where a job's joined video is written, until it is delivered."""
+    return outputs / f"job-{job_id}.mp4"

@@ -291,13 +291,17 @@ class Store:
     # ------------------------------------------------------------ scenes
 
     async def scenes(self, job_id: int) -> list[SceneRecord]:
-        sql = f"SELECT {', '.join(_SCENE_COLUMNS)} FROM scenes WHERE job_id = ? ORDER BY number"
-        async with self._db.execute(sql, (job_id,)) as cursor:
-            rows = await cursor.fetchall()
-        return [_scene(row) for row in rows]
+        return await self._scenes("WHERE job_id = ? ORDER BY number", (job_id,))
 
     async def scene(self, job_id: int, number: int) -> SceneRecord | None:
-        return next((s for s in await self.scenes(job_id) if s.number == number), None)
+        rows = await self._scenes("WHERE job_id = ? AND number = ?", (job_id, number))
+        return rows[0] if rows else None
+
+    async def _scenes(self, where: str, params: Sequence[Any]) -> list[SceneRecord]:
+        sql = f"SELECT {', '.join(_SCENE_COLUMNS)} FROM scenes {where}"
+        async with self._db.execute(sql, params) as cursor:
+            rows = await cursor.fetchall()
+        return [_scene(row) for row in rows]
 
     async def record_artifact(self, job_id: int, number: int, kind: str, path: str) -> None:
         if kind not in _ARTIFACTS:

@@ -42,7 +42,3 @@ def packet_count(path: Path, stream: str = "v:0") -> int:
         capture_output=True, check=True, timeout=60, text=True,
     ).stdout  # fmt: skip
     return int(out.strip())
-
-
-def wav_seconds(path: Path) -> float:
-    return ffprobe(path).duration
