@@ -28,6 +28,8 @@ from .render import RenderPair, render_pair
 from .report import Section, encode_section, memory_section, render_section, write_results
 
 BENCHMARKS = ("render", "encode", "memory")
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
+                "slower", "veryslow")  # fmt: skip
 RESULTS = Path(__file__).with_name("results.md")
 
 
@@ -72,6 +74,14 @@ def _aspects(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _presets(text: str) -> tuple[str, ...]:
+    chosen = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [c for c in chosen if c not in X264_PRESETS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(X264_PRESETS)}")
+    return chosen
+
+
 def _only(text: str) -> tuple[str, ...]:
     chosen = tuple(part.strip() for part in text.split(",") if part.strip())
     unknown = [c for c in chosen if c not in BENCHMARKS]
@@ -100,6 +110,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--encode-aspects",
         type=_aspects,
         help="of the encode benchmark (default 9:16: the target is at 1080x1920)",
+    )
+    p.add_argument(
+        "--encode-presets",
+        type=_presets,
+        default=(),
+        help="more x264 presets to time the encode recipes at, e.g. superfast,faster "
+        "(the shipped one is always timed)",
     )
     p.add_argument("--image-latency", type=float, help="seconds per image (fake Together)")
     p.add_argument("--tts-latency", type=float, help="seconds per speech request")
@@ -202,6 +219,15 @@ async def run(args: argparse.Namespace, console: Console) -> list[Section]:
                 )  # fmt: skip
                 console.log(f"encode {aspect}: {time.monotonic() - started:.0f} s")
                 results.append(result)
+                for preset in [p for p in args.encode_presets if p != result.preset]:
+                    started = time.monotonic()
+                    other = await asyncio.to_thread(
+                        encode_bench, aspect, seconds=plan.clip_seconds, rounds=plan.rounds,
+                        workdir=workdir / "encode", preset=preset, smoothness=False,
+                    )  # fmt: skip
+                    console.log(f"encode {aspect}, preset {preset}: "
+                                f"{time.monotonic() - started:.0f} s")  # fmt: skip
+                    results.append(other)
             sections.append(encode_section(results, measured()))
     finally:
         if args.keep:

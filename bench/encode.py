@@ -8,6 +8,10 @@ round*; the median over rounds is reported. Three more rows explain the figure:
 - "codec only": the encoder alone, fed the Ken Burns frames already made (raw, from a file):
   what coding that motion costs with these settings, whatever makes the frames. No zoom
   recipe can go below it.
+- "resample only": the floor with one more step per frame: the picture resampled to the frame
+  size by swscale (the fastest resampler ffmpeg has), the same result every frame, so the
+  encoder has no motion to code. Its excess over the floor is the least any zoom must spend
+  making its frames, whatever the zoom is; with "codec only" it bounds every zoom recipe.
 - "previous": the recipe this one replaced (zoompan on a 2x picture), for comparison.
 - "looped still": the floor as `still_argv` made it before (the picture decoded and scaled
   again for every frame), to show what a ratio to that would have been.
@@ -72,6 +76,21 @@ def looped_still_argv(spec: ClipSpec, out: Path) -> list[str]:
         ffmpeg.input(str(spec.image), loop=1, framerate=spec.config.fps)
         .video.filter("scale", width, height, force_original_aspect_ratio="increase")
         .filter("crop", width, height)
+        .filter("setsar", 1)
+    )
+    return _output(video, spec, out)
+
+
+def resample_only_argv(spec: ClipSpec, out: Path) -> list[str]:
+    """The floor, with the picture resampled to the frame size again for every frame (the
+    loop comes before the scale): per-frame picture work at swscale's speed, no motion."""
+    width, height = spec.frame
+    video = (
+        ffmpeg.input(str(spec.image), framerate=spec.config.fps)
+        .video.filter("format", "yuv420p")
+        .filter("loop", loop=spec.frames - 1, size=1)
+        .filter("setpts", f"N/({spec.config.fps}*TB)")
+        .filter("scale", width, height, flags="bicubic")
         .filter("setsar", 1)
     )
     return _output(video, spec, out)
@@ -255,6 +274,7 @@ class Recipe:
     wall_ratios: list[float] = field(default_factory=list)
     cpu_ratios: list[float] = field(default_factory=list)
     smoothness: Smoothness | None = None
+    size: int = 0  # bytes of the recipe's clip (the last round's; every round makes the same)
 
     @property
     def wall(self) -> float:
@@ -272,6 +292,12 @@ class EncodeResult:
     seconds: float  # of video per clip
     rounds: int
     recipes: list[Recipe]
+    preset: str  # x264's, for every recipe
+
+    @property
+    def default(self) -> bool:
+        """Measured at the shipped `[video]` settings (not one of `--encode-presets`)."""
+        return self.preset == VideoConfig().preset
 
     def recipe(self, name: str) -> Recipe:
         return next(r for r in self.recipes if r.name == name)
@@ -285,19 +311,29 @@ class EncodeResult:
         """Seconds of video made per wall second."""
         return self.seconds / self.recipe(name).wall
 
+    def bound(self) -> float:
+        """The least wall-time ratio to the floor any zoom recipe can have at these settings:
+        coding the motion (codec only) plus making the frames at swscale's speed (resample
+        only, less the floor it includes)."""
+        return median(self.recipe(CODEC_ONLY).wall_ratios) + (
+            median(self.recipe(RESAMPLE_ONLY).wall_ratios) - 1.0
+        )
+
 
 FLOOR, KEN_BURNS, CODEC_ONLY = "floor", "Ken Burns", "codec only"
-PREVIOUS, LOOPED = "previous", "looped still"
+RESAMPLE_ONLY, PREVIOUS, LOOPED = "resample only", "previous", "looped still"
 
 
 def encode_bench(
-    aspect: str, *, seconds: float, rounds: int, workdir: Path, pictures: Path | None = None
-) -> EncodeResult:
-    """Time the recipes side by side at `aspect`'s frame size on a photo-like picture, and
-    measure the zoom's smoothness on the dot chart. With `pictures`, write the strips there."""
+    aspect: str, *, seconds: float, rounds: int, workdir: Path, pictures: Path | None = None,
+    preset: str | None = None, smoothness: bool = True,
+) -> EncodeResult:  # fmt: skip
+    """Time the recipes side by side at `aspect`'s frame size on a photo-like picture (at
+    x264 `preset`, default the shipped one), and measure the zoom's smoothness on the dot
+    chart unless told not to. With `pictures`, write the strips there."""
     shape = Aspect.parse(aspect)
     frame, size = shape.frame, shape.image
-    config = VideoConfig()
+    config = VideoConfig() if preset is None else VideoConfig(preset=preset)
     workdir.mkdir(parents=True, exist_ok=True)
     tag = aspect.replace(":", "x")
     image, chart_file = workdir / f"photo-{tag}.png", workdir / f"chart-{tag}.png"
@@ -316,6 +352,7 @@ def encode_bench(
         Recipe(FLOOR, still_argv),
         Recipe(KEN_BURNS, clip_argv),
         Recipe(CODEC_ONLY, codec_only_argv(raw)),
+        Recipe(RESAMPLE_ONLY, resample_only_argv),
         Recipe(PREVIOUS, previous_clip_argv),
         Recipe(LOOPED, looped_still_argv),
     ]
@@ -323,8 +360,11 @@ def encode_bench(
         for round_ in range(rounds):
             # Rotate the order, so no recipe always runs first (or right after another).
             order = recipes[round_ % len(recipes) :] + recipes[: round_ % len(recipes)]
-            timings = {r.name: run_timed(r.build(spec, workdir / f"{tag}-{i}.mp4"))
-                       for i, r in enumerate(order)}  # fmt: skip
+            timings = {}
+            for recipe in order:
+                clip = workdir / f"{tag}-{recipe.name.replace(' ', '-')}.mp4"
+                timings[recipe.name] = run_timed(recipe.build(spec, clip))
+                recipe.size = clip.stat().st_size
             floor = timings[FLOOR]
             for recipe in recipes:
                 timing = timings[recipe.name]
@@ -334,9 +374,13 @@ def encode_bench(
     finally:
         raw.unlink(missing_ok=True)
 
+    result = EncodeResult(aspect, frame, seconds, rounds, recipes, config.preset)
+    if not smoothness:
+        return result
     dots_spec = ClipSpec(chart_file, audio, audio_seconds, frame, VideoConfig(crf=1))
     made = []
-    for recipe in (recipes[3], recipes[1]):  # previous, then Ken Burns: left to right
+    # previous, then Ken Burns: left to right
+    for recipe in (result.recipe(PREVIOUS), result.recipe(KEN_BURNS)):
         clip = workdir / f"dots-{recipe.name.replace(' ', '-')}-{tag}.mp4"
         subprocess.run(recipe.build(dots_spec, clip), check=True, timeout=900)
         recipe.smoothness = track_dots(clip, frame, size, chart.dots, config.zoom)
@@ -344,4 +388,4 @@ def encode_bench(
     if pictures is not None:
         strips(made, frame, size, chart.dots[1], config.zoom,
                pictures / f"zoom-slit-{tag}.png", pictures / f"zoom-strip-{tag}.png")  # fmt: skip
-    return EncodeResult(aspect, frame, seconds, rounds, recipes)
+    return result

@@ -9,10 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from bench.encode import centroid, path_errors, previous_clip_argv, track_dots
+from bench.encode import (
+    centroid,
+    path_errors,
+    previous_clip_argv,
+    resample_only_argv,
+    track_dots,
+)
 from bench.fakes import Latencies
 from bench.measure import process_tree, rss_bytes, run_timed
-from bench.media import dot_chart, make_script
+from bench.media import dot_chart, make_script, photo
 from bench.render import render_once, summarize
 from bench.report import Section, write_results
 from pipeline.aspect import Size
@@ -77,6 +83,36 @@ def test_the_zoom_is_smooth_and_the_previous_one_was_not(tmp_path: Path) -> None
         results[name] = track_dots(tmp_path / f"{name}.mp4", frame, picture, chart.dots, 1.12)
     assert results["now"].step_error < 0.1, results
     assert results["previous"].step_error > 0.3, results
+
+
+def _grey_frames(video: Path, frame: Size) -> list[bytes]:
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", str(video), "-f", "rawvideo",
+                          "-pix_fmt", "gray", "-"], capture_output=True, check=True,
+                         timeout=60).stdout  # fmt: skip
+    size = frame.width * frame.height
+    return [raw[i : i + size] for i in range(0, len(raw), size)]
+
+
+def _mean_difference(a: bytes, b: bytes) -> float:
+    return sum(abs(x - y) for x, y in zip(a, b, strict=True)) / len(a)
+
+
+def test_resample_only_makes_every_frame_but_no_motion(tmp_path: Path) -> None:
+    """The bound's frame-making row: a full clip whose frames are all alike (up to crf 1's
+    noise), where the Ken Burns clip of the same picture moves."""
+    picture, frame = Size(144, 256), Size(270, 480)
+    photo(*picture, seed=3).save(tmp_path / "photo.png")
+    (tmp_path / "a.wav").write_bytes(make_wav(1.0))
+    spec = ClipSpec(tmp_path / "photo.png", tmp_path / "a.wav", 1.0, frame, VideoConfig(crf=1))
+    for name, build in (("still", resample_only_argv), ("zoom", clip_argv)):
+        subprocess.run(build(spec, tmp_path / f"{name}.mp4"), check=True, timeout=120)
+    still, zoom = (
+        _grey_frames(tmp_path / "still.mp4", frame),
+        _grey_frames(tmp_path / "zoom.mp4", frame),
+    )
+    assert len(still) == len(zoom) == spec.frames
+    assert max(_mean_difference(still[0], f) for f in still) < 0.5
+    assert _mean_difference(zoom[0], zoom[-1]) > 3
 
 
 def test_the_process_tree_and_its_memory() -> None:
