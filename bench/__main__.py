@@ -41,6 +41,7 @@ class Plan:
     chars: tuple[int, int]  # narration length per scene (characters)
     clip_seconds: float
     encode_aspects: tuple[str, ...]
+    encode_presets: tuple[str, ...]  # x264 presets timed besides the shipped one
     rounds: int
     memory_scenes: int
     memory_chars: tuple[int, int]
@@ -48,11 +49,13 @@ class Plan:
 
 
 FULL = Plan(sizes=(2, 6, 12), aspects=("9:16", "16:9"), latencies=Latencies(3.0, 0.2, 0.02),
-            chars=(25, 45), clip_seconds=4.0, encode_aspects=("9:16",), rounds=5,
+            chars=(25, 45), clip_seconds=4.0, encode_aspects=("9:16",),
+            encode_presets=("superfast",), rounds=5,
             memory_scenes=50, memory_chars=(5, 12),
             memory_latencies=Latencies(0.05, 0.05, 0.0))  # fmt: skip
 QUICK = Plan(sizes=(2, 6), aspects=("9:16",), latencies=Latencies(1.5, 0.2, 0.02),
-             chars=(20, 35), clip_seconds=3.0, encode_aspects=("9:16",), rounds=1,
+             chars=(20, 35), clip_seconds=3.0, encode_aspects=("9:16",),
+             encode_presets=(), rounds=1,
              memory_scenes=20, memory_chars=(5, 12),
              memory_latencies=Latencies(0.05, 0.05, 0.0))  # fmt: skip
 
@@ -114,9 +117,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--encode-presets",
         type=_presets,
-        default=(),
-        help="more x264 presets to time the encode recipes at, e.g. superfast,faster "
-        "(the shipped one is always timed)",
+        help="x264 presets to time the encode recipes at besides the shipped one (always "
+        "timed), e.g. superfast,faster; default superfast on a full run, none on --quick",
     )
     p.add_argument("--image-latency", type=float, help="seconds per image (fake Together)")
     p.add_argument("--tts-latency", type=float, help="seconds per speech request")
@@ -146,6 +148,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         chars=base.chars,
         clip_seconds=args.clip_seconds or base.clip_seconds,
         encode_aspects=args.encode_aspects or base.encode_aspects,
+        encode_presets=base.encode_presets if args.encode_presets is None else args.encode_presets,
         rounds=args.rounds or base.rounds,
         memory_scenes=args.memory_scenes or base.memory_scenes,
         memory_chars=base.memory_chars,
@@ -219,7 +222,7 @@ async def run(args: argparse.Namespace, console: Console) -> list[Section]:
                 )  # fmt: skip
                 console.log(f"encode {aspect}: {time.monotonic() - started:.0f} s")
                 results.append(result)
-                for preset in [p for p in args.encode_presets if p != result.preset]:
+                for preset in [p for p in plan.encode_presets if p != result.preset]:
                     started = time.monotonic()
                     other = await asyncio.to_thread(
                         encode_bench, aspect, seconds=plan.clip_seconds, rounds=plan.rounds,
