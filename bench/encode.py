@@ -314,10 +314,9 @@ class EncodeResult:
     def bound(self) -> float:
         """The least wall-time ratio to the floor any zoom recipe can have at these settings:
         coding the motion (codec only) plus making the frames at swscale's speed (resample
-        only, less the floor it includes)."""
-        return median(self.recipe(CODEC_ONLY).wall_ratios) + (
-            median(self.recipe(RESAMPLE_ONLY).wall_ratios) - 1.0
-        )
+        only, less the floor it includes; none if noise puts it under the floor)."""
+        making = median(self.recipe(RESAMPLE_ONLY).wall_ratios) - 1.0
+        return median(self.recipe(CODEC_ONLY).wall_ratios) + max(0.0, making)
 
 
 FLOOR, KEN_BURNS, CODEC_ONLY = "floor", "Ken Burns", "codec only"
