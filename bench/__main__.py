@@ -12,6 +12,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,20 +78,16 @@ def _aspects(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _presets(text: str) -> tuple[str, ...]:
-    chosen = tuple(part.strip() for part in text.split(",") if part.strip())
-    unknown = [c for c in chosen if c not in X264_PRESETS]
-    if unknown or not chosen:
-        raise argparse.ArgumentTypeError(f"choose from {', '.join(X264_PRESETS)}")
-    return chosen
+def _choices(allowed: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
+    """An argparse type: a comma-separated choice of one or more of `allowed`."""
 
+    def parse(text: str) -> tuple[str, ...]:
+        chosen = tuple(part.strip() for part in text.split(",") if part.strip())
+        if not chosen or any(c not in allowed for c in chosen):
+            raise argparse.ArgumentTypeError(f"choose from {', '.join(allowed)}")
+        return chosen
 
-def _only(text: str) -> tuple[str, ...]:
-    chosen = tuple(part.strip() for part in text.split(",") if part.strip())
-    unknown = [c for c in chosen if c not in BENCHMARKS]
-    if unknown or not chosen:
-        raise argparse.ArgumentTypeError(f"choose from {', '.join(BENCHMARKS)}")
-    return chosen
+    return parse
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -103,7 +100,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--only",
-        type=_only,
+        type=_choices(BENCHMARKS),
         default=BENCHMARKS,
         help="comma-separated: render, encode, memory (default: all)",
     )
@@ -116,7 +113,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--encode-presets",
-        type=_presets,
+        type=_choices(X264_PRESETS),
         help="x264 presets to time the encode recipes at besides the shipped one (always "
         "timed), e.g. superfast,faster; default superfast on a full run, none on --quick",
     )
