@@ -18,6 +18,7 @@ from .encode import (
     KEN_BURNS,
     LOOPED,
     PREVIOUS,
+    READ_ONLY,
     RESAMPLE_ONLY,
     EncodeResult,
 )
@@ -126,6 +127,7 @@ LABELS = {
     FLOOR: "floor (still_argv)",
     KEN_BURNS: "Ken Burns (clip_argv)",
     CODEC_ONLY: "codec only",
+    READ_ONLY: "reading the frames",
     RESAMPLE_ONLY: "resample only",
     PREVIOUS: "previous Ken Burns",
     LOOPED: "looped still",
@@ -135,6 +137,8 @@ RECIPES = (
     "(`still_argv`: decoded and scaled once, the frame repeated). *Ken Burns*: the clip "
     "recipe (`clip_argv`). *codec only*: the encoder alone, fed the Ken Burns frames already "
     "made (raw, from a file), with the clip's output options: what coding that motion costs. "
+    "*reading the frames*: codec only's input read and dropped, nothing encoded: its cost "
+    "outside the encoder. "
     "*resample only*: the floor, with the picture resampled to the frame size for every frame "
     "by swscale (ffmpeg's fastest resampler; the same frame each time, so no motion to code): "
     "the least any zoom spends making its frames. *previous*: the recipe `clip_argv` had "
@@ -156,7 +160,7 @@ def encode_section(results: Sequence[EncodeResult], measured: str) -> Section:
                 result.aspect, result.preset, LABELS[recipe.name], _s(recipe.wall),
                 _s(recipe.cpu), f"{result.speed(recipe.name):.2f}",
                 f"{median(recipe.wall_ratios):.2f}", f"{median(recipe.cpu_ratios):.2f}",
-                f"{recipe.size / 1024:.0f} KiB",
+                f"{recipe.size / 1024:.0f} KiB" if recipe.size else "",
                 f"{smooth.step_error:.3f} px" if smooth else "",
                 f"{smooth.path_error:.3f} px" if smooth else "",
             ])  # fmt: skip
@@ -193,9 +197,8 @@ def encode_section(results: Sequence[EncodeResult], measured: str) -> Section:
 
 
 def _encode_verdict(result: EncodeResult, results: Sequence[EncodeResult]) -> str:
-    ratio = median(result.recipe(KEN_BURNS).wall_ratios)
-    codec = median(result.recipe(CODEC_ONLY).wall_ratios)
-    resample = median(result.recipe(RESAMPLE_ONLY).wall_ratios)
+    ratio, codec = result.median(KEN_BURNS), result.median(CODEC_ONLY)
+    read, resample = result.median(READ_ONLY), result.median(RESAMPLE_ONLY)
     bound = result.bound()
     if not result.default:
         shipped = next((r for r in results if r.default and r.aspect == result.aspect), None)
@@ -205,13 +208,15 @@ def _encode_verdict(result: EncodeResult, results: Sequence[EncodeResult]) -> st
             size = f"; its clip is {grown:.2f}× the size of the {shipped.preset} one"
         return (
             f"At preset {result.preset}: Ken Burns {ratio:.2f}× its floor (codec only "
-            f"{codec:.2f}×, resample only {resample:.2f}×, so no zoom below {bound:.2f}×){size}."
+            f"{codec:.2f}× less {read:.2f}× reading its frames, resample only {resample:.2f}×, "
+            f"so no zoom below {bound:.2f}×){size}."
         )
     looped = result.ratio(KEN_BURNS, LOOPED)
     return (
         f"Target: Ken Burns ≤ {FLOOR_TARGET}× the floor at 1080x1920 — {ratio:.2f}× "
         f"({_verdict(ratio <= FLOOR_TARGET)}). Two rows bound every zoom recipe from below: "
-        f"the encoder alone coding the motion takes {codec:.2f}× the floor, and making the "
+        f"the encoder alone coding the motion takes {codec:.2f}× the floor ({codec - read:.2f}× "
+        f"less the {read:.2f}× of reading its frames), and making the "
         f"frames costs at least a resample per frame, which alone takes {resample:.2f}× (a "
         f"still picture, so nothing extra to code); so no zoom, smooth or not, can go below "
         f"about {bound:.2f}× at these settings on this machine, and Ken Burns is "
