@@ -13,14 +13,9 @@ from typing import Any
 from aiohttp import web
 
 from pipeline.config import Secrets, Settings
+from tests.fakes.server import RecordedRequest, error_response
 from tests.fakes.speech import FakeSpeech
-from tests.fakes.together import (
-    BadRequest,
-    FakeTogether,
-    RecordedRequest,
-    error_response,
-    parse_image_request,
-)
+from tests.fakes.together import BadRequest, FakeTogether, parse_image_request
 
 from .media import photo_pool
 

@@ -40,8 +40,9 @@ from tests.fakes.discord_server import (
     Upload,
     UserSpec,
 )
+from tests.fakes.server import RecordedRequest
 from tests.fakes.speech import FakeSpeech
-from tests.fakes.together import FakeTogether, RecordedRequest
+from tests.fakes.together import FakeTogether
 from tests.media import ffprobe
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

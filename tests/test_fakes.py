@@ -20,8 +20,9 @@ import pytest
 from PIL import Image
 
 from tests.fakes.audio import wav_duration
+from tests.fakes.server import CLIENT_CLOSED, closed_base_url
 from tests.fakes.speech import FakeSpeech
-from tests.fakes.together import CLIENT_CLOSED, PALETTE, FakeTogether, closed_base_url
+from tests.fakes.together import PALETTE, FakeTogether
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "test-key"

@@ -13,8 +13,9 @@ from pipeline.events import ProgressEvent, SceneEvent, Stage, Status
 from pipeline.plan import plan_render
 from pipeline.render import render_plan
 from pipeline.script import parse_script
+from tests.fakes.server import closed_base_url
 from tests.fakes.speech import FakeSpeech
-from tests.fakes.together import FakeTogether, closed_base_url
+from tests.fakes.together import FakeTogether
 
 from .conftest import SettingsFactory
 from .media import ffprobe

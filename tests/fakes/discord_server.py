@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Mapping, Sequence
-from types import TracebackType
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -59,6 +58,7 @@ from tests.fakes.discord_state import (
     ThreadRecord,
     Upload,
 )
+from tests.fakes.server import Service
 
 __all__ = [
     "AttachmentSpec",
@@ -83,7 +83,7 @@ R = TypeVar("R")
 DEFAULT_TOKEN = "fake-bot-token"
 
 
-class FakeDiscord:
+class FakeDiscord(Service):
     """Fake Discord server. See the module docstring and the test file for usage."""
 
     def __init__(
@@ -145,18 +145,6 @@ class FakeDiscord:
 
     async def _on_shutdown(self, app: web.Application) -> None:
         await self.gateway.close_all()
-
-    async def __aenter__(self) -> FakeDiscord:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     @property
     def url(self) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes.audio import SAMPLE_RATE, make_wav
-from tests.fakes.together import FakeServer, RecordedRequest, error_response, serve_forever
+from tests.fakes.server import FakeServer, RecordedRequest, error_response, serve_forever
 
 
 class FakeSpeech(FakeServer):

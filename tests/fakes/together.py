@@ -1,6 +1,5 @@
 """Fake Together.ai image API (``POST /v1/images/generations``) on 127.0.0.1.
 
-Also holds the small ``FakeServer`` base shared with ``tests.fakes.speech``.
 Run standalone: ``python -m tests.fakes.together --port 0 --latency 0.3``; the first stdout
 line is the base URL. ``GET /_fake/state`` (outside /v1) returns the recorded state as JSON.
 """
@@ -11,24 +10,22 @@ import argparse
 import asyncio
 import base64
 import io
-import json
 import random
-import signal
-import socket
-import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
 from PIL import Image
 
-Colour = tuple[int, int, int]
-Fault = int | str  # an HTTP status, or "hang"
+from tests.fakes.server import (
+    Colour,
+    FakeServer,
+    RecordedRequest,
+    error_response,
+    serve_forever,
+)
 
-CLIENT_CLOSED = 499  # recorded status when the client went away before the answer (nginx's code)
-SHUTDOWN_TIMEOUT = 0.1  # seconds stop() waits for in-flight handlers before cancelling them
+Fault = int | str  # an HTTP status, or "hang"
 
 PALETTE: tuple[Colour, ...] = (
     (255, 0, 0),
@@ -41,145 +38,6 @@ PALETTE: tuple[Colour, ...] = (
     (128, 0, 255),
 )
 
-
-@dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    headers: dict[str, str]
-    t_start: float  # time.monotonic() when the request arrived
-    concurrent: int  # requests in flight at arrival, this one included
-    json: Any = None  # parsed body, or None if it was not JSON
-    t_end: float | None = None
-    status: int | None = None
-    colour: Colour | None = None  # FakeTogether: colour of the returned image
-    audio_seconds: float | None = None  # FakeSpeech: duration of the returned WAV
-
-
-def error_response(
-    status: int, message: str, type_: str, code: str | None = None, **headers: str
-) -> web.Response:
-    body = {"error": {"message": message, "type": type_, "param": None, "code": code}}
-    return web.json_response(body, status=status, headers=headers)
-
-
-def closed_base_url() -> str:
-    """A /v1 base URL on 127.0.0.1 where (almost certainly) nothing listens."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/v1"
-
-
-class FakeServer:
-    """An aiohttp app on 127.0.0.1 serving ``POST /v1{path}`` and recording each request."""
-
-    path = ""
-
-    def __init__(self, *, port: int = 0) -> None:
-        self.port = port  # the real port once started; a restart reuses it
-        self.requests: list[RecordedRequest] = []
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self._runner: web.AppRunner | None = None
-
-    @property
-    def base_url(self) -> str:
-        if self._runner is None:
-            raise RuntimeError(f"{type(self).__name__} is not started")
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    async def respond(self, request: web.Request, rec: RecordedRequest) -> web.Response:
-        raise NotImplementedError
-
-    def state(self) -> dict[str, Any]:
-        return {
-            "in_flight": self.in_flight,
-            "max_in_flight": self.max_in_flight,
-            "requests": [asdict(r) for r in self.requests],
-        }
-
-    async def start(self) -> None:
-        if self._runner is not None:
-            raise RuntimeError(f"{type(self).__name__} is already started")
-        app = web.Application()
-        app.router.add_post("/v1" + self.path, self._handle)
-        app.router.add_get("/_fake/state", self._state)
-        runner = web.AppRunner(
-            app, handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT, access_log=None
-        )
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, "127.0.0.1", self.port).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self.port = runner.addresses[0][1]
-        self._runner = runner
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        rec = RecordedRequest(
-            method=request.method,
-            path=request.path,
-            headers=dict(request.headers),
-            t_start=time.monotonic(),
-            concurrent=self.in_flight,
-        )
-        self.requests.append(rec)
-        try:
-            try:
-                rec.json = json.loads(await request.read())
-            except ValueError:
-                rec.json = None
-            response = await self.respond(request, rec)
-            rec.status = response.status
-            return response
-        except asyncio.CancelledError:  # client disconnected (handler_cancellation=True)
-            rec.status = CLIENT_CLOSED
-            raise
-        finally:
-            rec.t_end = time.monotonic()
-            self.in_flight -= 1
-
-    async def _state(self, request: web.Request) -> web.Response:
-        return web.json_response(self.state())
-
-
-def serve_forever(fake: FakeServer) -> None:
-    """CLI mode: start ``fake``, print its base URL as the first stdout line, serve until killed."""
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        async with fake:
-            print(fake.base_url, flush=True)
-            await stop.wait()
-
-    asyncio.run(main())
-
-
-# --- Together --------------------------------------------------------------------------------
 
 _FAULTS: dict[int, tuple[str, str, str | None]] = {
     400: (
