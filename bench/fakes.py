@@ -73,5 +73,5 @@ def bench_settings(together: FakeTogether, speech: FakeSpeech, data_dir: Path) -
                 "backoff_base": 0.05, "backoff_max": 0.5},
         tts={"provider": "openai", "base_url": speech.base_url},
         storage={"data_dir": str(data_dir)},
-        secrets=Secrets(**{"TOGETHER_API_KEY": BENCH_KEY}),
+        secrets=Secrets.model_validate({"TOGETHER_API_KEY": BENCH_KEY}),
     )  # fmt: skip

@@ -45,7 +45,7 @@ async def memory_run(
     run_dir = workdir / f"memory-{scenes}"
     shutil.rmtree(run_dir, ignore_errors=True)
     data, out = run_dir / "data", run_dir / "out.mp4"
-    async with fake_services(latencies, sizes=[tuple(frame.image)]) as (together, speech):
+    async with fake_services(latencies, sizes=[frame.image]) as (together, speech):
         settings = bench_settings(together, speech, data)
         plan = plan_render(parse_script(make_script(scenes, chars=chars, seed=50)), settings,
                            aspect=frame)  # fmt: skip

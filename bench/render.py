@@ -137,7 +137,7 @@ async def render_once(
     frame = Aspect.parse(aspect)
     run_dir = workdir / f"{aspect.replace(':', 'x')}-{scenes}-{'seq' if sequential else 'pipe'}"
     shutil.rmtree(run_dir, ignore_errors=True)
-    async with fake_services(latencies, sizes=[tuple(frame.image)]) as (together, speech):
+    async with fake_services(latencies, sizes=[frame.image]) as (together, speech):
         settings = bench_settings(together, speech, run_dir / "data")
         plan = plan_render(parse_script(make_script(scenes, chars=chars)), settings,
                            aspect=frame)  # fmt: skip

@@ -30,7 +30,7 @@ def make_settings(tmp_path: Path) -> SettingsFactory:
     """Settings on a temporary data dir; keyword sections override the defaults,
     e.g. make_settings(images={"provider": "together", "base_url": url})."""
 
-    def factory(**sections: dict[str, Any]) -> Settings:
+    def factory(**sections: Any) -> Settings:
         sections.setdefault("storage", {"data_dir": str(tmp_path / "data")})
         return Settings(**sections)
 

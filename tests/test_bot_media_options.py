@@ -132,7 +132,9 @@ async def delivered(world: World, handle: InjectedInteraction) -> tuple[int, Upl
 def job_row(world: World, job_id: int) -> sqlite3.Row:
     with sqlite3.connect(world.data_dir / "bot.sqlite3", timeout=10) as db:
         db.row_factory = sqlite3.Row
-        row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        row: sqlite3.Row | None = db.execute(
+            "SELECT * FROM jobs WHERE id = ?", (job_id,)
+        ).fetchone()
         assert row is not None
         return row
 

@@ -146,7 +146,7 @@ async def test_a_burst_of_states_is_drawn_calmly_and_the_last_one_wins() -> None
         coalescer.update(state)
         await asyncio.sleep(0.01)
     await coalescer.close(999)
-    assert drawn[0] == (pytest.approx(start, abs=0.15), 0)  # the first state at once
+    assert drawn[0][0] == pytest.approx(start, abs=0.15) and drawn[0][1] == 0  # at once
     assert drawn[-1][1] == 999  # the final state, always
     gaps = [b[0] - a[0] for a, b in itertools.pairwise(drawn)]
     assert min(gaps) >= 0.19
@@ -226,7 +226,7 @@ async def test_an_uneditable_message_is_replaced_and_recorded(
     assert message.message_id not in (None, first) and message.replaced == 1
     recorded = await store.get_job(job.id)
     assert recorded is not None and recorded.progress_message_id == message.message_id
-    new = fake.message(message.message_id)  # type: ignore[arg-type]
+    new = fake.message(message.message_id)
     assert [r.symbols for r in scene_rows(new.revisions[-1]).values()] == [("✅",) * 3]
     statuses = [r.status for r in fake.requests_of("edit_message")]
     assert statuses == [429, 200, 400]

@@ -208,7 +208,8 @@ async def video(world: World, job: Job, count: int = 1) -> tuple[RecordedMessage
     def posted() -> list[RecordedMessage]:
         return [m for m in replies_to(fake, CHANNEL, job.progress.id) if m.attachments]
 
-    replies = await fake.wait_for(lambda: len(posted()) >= count and posted(), 90, "the video")
+    replies = await fake.wait_for(lambda: posted() if len(posted()) >= count else None, 90,
+                                  "the video")  # fmt: skip
     reply = replies[count - 1]
     [upload] = [u for u in fake.uploads if u.message_id == reply.id]
     path = world.tmp / f"{reply.id}.mp4"

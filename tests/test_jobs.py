@@ -49,9 +49,10 @@ class RecordingObserver:
     def event(self, event: ProgressEvent) -> None:
         self.events.append(event)
 
-    async def finished(self, job: Job, result: RenderResult) -> None:
+    async def finished(self, job: Job, result: RenderResult) -> bool:
         self.outcome, self.result = "finished", result
         self.done.set()
+        return False  # not delivered: the runner keeps the video for the test to probe
 
     async def failed(self, job: Job, reason: str) -> None:
         self.outcome, self.reason = "failed", reason

@@ -86,7 +86,7 @@ async def test_images_one_at_a_time_with_negative_prompt_as_a_field(
         assert isinstance(body["seed"], int)
         assert "ugly" not in body["prompt"] and "blurry" not in body["prompt"]
     for earlier, later in zip(fake.requests, fake.requests[1:], strict=False):
-        assert later.t_start >= earlier.t_end  # never two at once
+        assert earlier.t_end is not None and later.t_start >= earlier.t_end  # never two at once
     video = ffprobe(tmp_path / "v.mp4").stream("video")
     assert (video["width"], video["height"]) == (1080, 1920)
 
@@ -106,7 +106,7 @@ async def test_429_with_retry_after_is_waited_out(together_settings: Any, tmp_pa
     statuses = [r.status for r in fake.requests]
     assert statuses == [429, 200, 200, 200, 200]
     first, retry = fake.requests[0], fake.requests[1]
-    assert retry.t_start - first.t_end >= 0.28
+    assert first.t_end is not None and retry.t_start - first.t_end >= 0.28
     assert ffprobe(tmp_path / "v.mp4").duration > 2
 
 

@@ -237,9 +237,9 @@ class FakeDiscord(Service):
         return [r for r in self.state.requests if r.kind == kind or r.kind == f"{kind}_with_files"]
 
     async def wait_for(
-        self, predicate: Callable[[], R], timeout: float = 10.0, what: str | None = None
+        self, predicate: Callable[[], R | None], timeout: float = 10.0, what: str | None = None
     ) -> R:
-        """Wait until ``predicate()`` is truthy and return its value.
+        """Wait until ``predicate()`` is truthy and return its value (None means "not yet").
 
         Re-checked on every change of the fake's state and every 50 ms (so predicates
         on the bot's own state work too); raises TimeoutError naming ``what``.

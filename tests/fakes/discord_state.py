@@ -233,12 +233,12 @@ class DiscordState:
 
     async def wait_for(
         self,
-        predicate: Callable[[], R],
+        predicate: Callable[[], R | None],
         timeout: float = 10.0,
         what: str | None = None,
         poll: float = 0.05,
     ) -> R:
-        """Wait until ``predicate()`` is truthy and return its value.
+        """Wait until ``predicate()`` is truthy and return its value (None means "not yet").
 
         Re-checked on every state change of the fake, and every ``poll`` seconds so
         predicates on the bot's own state (which the fake cannot observe) work too.
@@ -256,6 +256,7 @@ class DiscordState:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(min(poll, remaining)):
                         await self._changed.wait()
+            assert result is not None  # it is truthy
             return result
 
     # -- lookups ---------------------------------------------------------------
