@@ -20,6 +20,7 @@ from pathlib import Path
 from rich.console import Console
 
 from pipeline.aspect import Aspect
+from pipeline.config import VideoConfig
 
 from .encode import encode_bench
 from .fakes import Latencies
@@ -211,23 +212,19 @@ async def run(args: argparse.Namespace, console: Console) -> list[Section]:
                 console.log(f"timeline: {drawn}")
         if "encode" in args.only:
             results = []
+            shipped = VideoConfig().preset
+            presets = [None, *[p for p in plan.encode_presets if p != shipped]]
             for aspect in plan.encode_aspects:
-                started = time.monotonic()
-                result = await asyncio.to_thread(
-                    encode_bench, aspect, seconds=plan.clip_seconds, rounds=plan.rounds,
-                    workdir=workdir / "encode", pictures=pictures,
-                )  # fmt: skip
-                console.log(f"encode {aspect}: {time.monotonic() - started:.0f} s")
-                results.append(result)
-                for preset in [p for p in plan.encode_presets if p != result.preset]:
+                for preset in presets:  # the shipped settings (None) first, with smoothness
                     started = time.monotonic()
-                    other = await asyncio.to_thread(
+                    result = await asyncio.to_thread(
                         encode_bench, aspect, seconds=plan.clip_seconds, rounds=plan.rounds,
-                        workdir=workdir / "encode", preset=preset, smoothness=False,
+                        workdir=workdir / "encode", pictures=pictures, preset=preset,
+                        smoothness=preset is None,
                     )  # fmt: skip
-                    console.log(f"encode {aspect}, preset {preset}: "
+                    console.log(f"encode {aspect}, preset {result.preset}: "
                                 f"{time.monotonic() - started:.0f} s")  # fmt: skip
-                    results.append(other)
+                    results.append(result)
             sections.append(encode_section(results, measured()))
     finally:
         if args.keep:

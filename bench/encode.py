@@ -333,12 +333,8 @@ class EncodeResult:
         coding the motion (codec only, less reading its input) plus making the frames at
         swscale's speed (resample only, less the floor it includes; none if noise puts it
         under the floor)."""
-        coding = self.median(CODEC_ONLY) - self.median(READ_ONLY)
-        return coding + max(0.0, self.median(RESAMPLE_ONLY) - 1.0)
-
-    def median(self, name: str) -> float:
-        """The median over rounds of `name`'s wall time / the floor's in the same round."""
-        return median(self.recipe(name).wall_ratios)
+        coding = self.ratio(CODEC_ONLY, FLOOR) - self.ratio(READ_ONLY, FLOOR)
+        return coding + max(0.0, self.ratio(RESAMPLE_ONLY, FLOOR) - 1.0)
 
 
 FLOOR, KEN_BURNS, CODEC_ONLY = "floor", "Ken Burns", "codec only"

@@ -197,8 +197,8 @@ def encode_section(results: Sequence[EncodeResult], measured: str) -> Section:
 
 
 def _encode_verdict(result: EncodeResult, results: Sequence[EncodeResult]) -> str:
-    ratio, codec = result.median(KEN_BURNS), result.median(CODEC_ONLY)
-    read, resample = result.median(READ_ONLY), result.median(RESAMPLE_ONLY)
+    ratio, codec = result.ratio(KEN_BURNS, FLOOR), result.ratio(CODEC_ONLY, FLOOR)
+    read, resample = result.ratio(READ_ONLY, FLOOR), result.ratio(RESAMPLE_ONLY, FLOOR)
     bound = result.bound()
     if not result.default:
         shipped = next((r for r in results if r.default and r.aspect == result.aspect), None)
