@@ -12,6 +12,7 @@ import json
 import logging
 import shutil
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -155,8 +156,10 @@ class Renderer:
                 return RenderResult(out, seconds, scenes, list(self.events))
             self._scene_event(0, Stage.JOIN, Status.STARTED)
             out.parent.mkdir(parents=True, exist_ok=True)
-            temp = out.with_name(f".{out.stem}.part.mp4")
-            joined = out.with_name(f".{out.stem}.join.mp4")
+            # Names of this render's own: another render may write the same output meanwhile.
+            unique = uuid.uuid4().hex[:8]
+            temp = out.with_name(f".{out.stem}.{unique}.part.mp4")
+            joined = out.with_name(f".{out.stem}.{unique}.join.mp4")
             try:
                 await self._join_and_mix(plan, scenes, joined, temp)
                 temp.replace(out)
