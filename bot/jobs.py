@@ -31,6 +31,7 @@ from pipeline.aspect import Aspect
 from pipeline.cache import ArtifactCache
 from pipeline.errors import ReelbotError
 from pipeline.events import JobStarted, ProgressEvent, SceneEvent, Status, event_to_dict
+from pipeline.image_slot import ImageSlot, stop_grace
 from pipeline.images import make_images
 from pipeline.plan import RenderPlan, ScenePlan, plan_render
 from pipeline.render import Renderer, RenderResult
@@ -147,7 +148,7 @@ class JobRunner:
         self.cache = ArtifactCache(settings.storage.data_dir / "cache")
         self.outputs = settings.storage.data_dir / "outputs"
         # One image slot and one encoder pool for the whole process, shared by every render.
-        self.image_slot = asyncio.Semaphore(settings.images.max_concurrency)
+        self.image_slot = ImageSlot.for_config(settings.images)
         self.encoder_slot = asyncio.Semaphore(settings.video.encoder_slots)
         self._running: dict[int, asyncio.Task[None]] = {}
         self._user_cancelled: set[int] = set()
@@ -178,6 +179,9 @@ class JobRunner:
             task.cancel(msg="shutdown")
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
+        # An image in flight is paid for: it finishes in the background and lands in the
+        # cache, so the resumed job does not ask for it again (a bounded wait).
+        await self.image_slot.drain(stop_grace(self.settings.images))
 
     # ------------------------------------------------------------ requests
 

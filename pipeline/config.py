@@ -134,6 +134,16 @@ class LimitsConfig(ConfigSection):
     max_scenes: int = Field(60, ge=1)
     max_chars_per_scene: int = Field(1000, ge=10)
     max_script_bytes: int = Field(256 * 1024, ge=100)
+    # Every artifact is checked before it enters the cache (pipeline/artifact_checks.py).
+    # An image: at least / at most this many pixels a side, and at most this many MB.
+    image_min_side: int = Field(64, ge=1)
+    image_max_side: int = Field(4096, ge=64)
+    image_max_mb: float = Field(25.0, gt=0)
+    # Narration may last at most speech_max_factor × the time its text takes at
+    # speech_chars_per_second (at the scene's speed), plus speech_extra_seconds.
+    speech_chars_per_second: float = Field(8.0, gt=0)
+    speech_max_factor: float = Field(4.0, ge=1)
+    speech_extra_seconds: float = Field(5.0, ge=0)
 
 
 class Secrets(BaseSettings):

@@ -20,6 +20,7 @@ from typing import TypeVar
 
 import httpx
 
+from .artifact_checks import check_audio, check_clip, check_image_file
 from .cache import ArtifactCache, content_key
 from .captions import ass_document, cues_from_words, cues_proportional, speech_span, split_phrases
 from .config import Settings
@@ -34,6 +35,7 @@ from .events import (
     Stage,
     Status,
 )
+from .image_slot import ImageSlot, stop_grace
 from .images import ImageProvider, make_images
 from .media import probe_duration
 from .plan import RenderPlan, ScenePlan
@@ -47,6 +49,7 @@ __all__ = ["RenderResult", "Renderer", "SceneArtifacts", "render_plan"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+U = TypeVar("U")
 # Bump when the clip recipe changes, so cached clips made the old way are not reused.
 CLIP_RECIPE = 2  # 2: perspective-resampled zoom, captions, keyframes
 
@@ -88,7 +91,7 @@ class Renderer:
         images: ImageProvider,
         cache: ArtifactCache | None = None,
         on_event: EventSink | None = None,
-        image_slot: asyncio.Semaphore | None = None,
+        image_slot: ImageSlot | None = None,
         encoder_slot: asyncio.Semaphore | None = None,
     ) -> None:
         self.settings = settings
@@ -97,7 +100,7 @@ class Renderer:
         self.cache = cache or ArtifactCache(settings.storage.data_dir / "cache")
         self._sink = on_event
         # Shared slots may be passed in so several renders in one process share the limits.
-        self.image_slot = image_slot or asyncio.Semaphore(settings.images.max_concurrency)
+        self.image_slot = image_slot or ImageSlot.for_config(settings.images)
         self.encoder_slot = encoder_slot or asyncio.Semaphore(settings.video.encoder_slots)
         self.events: list[ProgressEvent] = []
         self._t0 = time.monotonic()
@@ -243,13 +246,16 @@ class Renderer:
         cached = self.cache.lookup("audio", key, ".wav")
         # A provider that reports word timings stores them beside the audio (for captions).
         words_file = self.cache.lookup("words", key, ".json") if timed else None
+        seconds = None
         if cached is not None and (words_file is not None or not timed):
+            seconds = await self._reusable(cached, self._check_audio(cached, scene))
+        if cached is not None and seconds is not None:
 
-            async def load(audio: Path) -> _Speech:
+            async def load(audio: Path, seconds: float) -> _Speech:
                 words = _read_words(words_file) if words_file is not None else None
-                return _Speech(audio, await probe_duration(audio), words)
+                return _Speech(audio, seconds, words)
 
-            speech = await self._stage(scene.number, Stage.AUDIO, load(cached))
+            speech = await self._stage(scene.number, Stage.AUDIO, load(cached, seconds))
             self._scene_event(
                 scene.number, Stage.AUDIO, Status.CACHED, path=cached, seconds=speech.seconds
             )
@@ -266,7 +272,7 @@ class Renderer:
                 else:
                     await self.tts.synthesize(scene.narration, voice=scene.voice,
                                               speed=scene.speed, out=temp)  # fmt: skip
-                seconds = await probe_duration(temp)
+                seconds = await self._check_audio(temp, scene)
             if timed:
                 async with self.cache.writing("words", key, ".json") as temp:
                     temp.write_text(_dump_words(words), encoding="utf-8")
@@ -282,22 +288,33 @@ class Renderer:
         request = scene.image
         key = content_key("image", provider=self.images.name, **vars(request) | {"scene": 0})
         seed = request.seed
+        limits = self.settings.limits
         cached = self.cache.lookup("image", key, ".png")
+        if cached is not None:
+            picture = await self._reusable(cached, check_image_file(cached, limits))
+            cached = cached if picture is not None else None
         if cached is not None:
             self._scene_event(scene.number, Stage.IMAGE, Status.CACHED, path=cached, seed=seed)
             return cached
         self._scene_event(scene.number, Stage.IMAGE, Status.WAITING, seed=seed)
 
-        async def make() -> Path:
-            async with self.image_slot:
-                self._stop_if_failing()
-                self._scene_event(scene.number, Stage.IMAGE, Status.STARTED, seed=seed)
-                async with self.cache.writing("image", key, ".png") as temp:
-                    await self.images.generate(request, temp)
-            return self.cache.path("image", key, ".png")
+        async def make() -> tuple[Path, bool]:
+            """The image and whether it was made now. It runs in the image slot as a task of
+            its own: if this render is cancelled, the attempt in flight still finishes."""
+            self._stop_if_failing()
+            # Made while this one waited: a cancelled render's image, finished in the slot.
+            if (made := self.cache.lookup("image", key, ".png")) is not None:
+                return made, False
+            self._scene_event(scene.number, Stage.IMAGE, Status.STARTED, seed=seed)
+            async with self.cache.writing("image", key, ".png") as temp:
+                await self.images.generate(request, temp)
+                await check_image_file(temp, limits)
+            return self.cache.path("image", key, ".png"), True
 
-        path = await self._stage(scene.number, Stage.IMAGE, make())
-        self._scene_event(scene.number, Stage.IMAGE, Status.DONE, path=path, seed=seed)
+        work = self.image_slot.run(make, name=f"image-{scene.number}")
+        path, made = await self._stage(scene.number, Stage.IMAGE, work)
+        status = Status.DONE if made else Status.CACHED
+        self._scene_event(scene.number, Stage.IMAGE, status, path=path, seed=seed)
         return path
 
     async def _clip(
@@ -337,6 +354,7 @@ class Renderer:
                 self._scene_event(scene.number, Stage.CLIP, Status.STARTED)
                 async with self.cache.writing("clip", key, ".mp4") as temp:
                     await encode_clip(replace(spec, captions=ass), temp, scene=scene.number)
+                    await check_clip(temp, seconds=spec.seconds, fps=video.fps)
             return ass
 
         done = replace(done, captions=await self._stage(scene.number, Stage.CLIP, make()))
@@ -358,6 +376,20 @@ class Renderer:
         async with self.cache.writing("captions", key, ".ass") as temp:
             temp.write_text(ass_document(cues, config, plan.frame), encoding="utf-8")
         return self.cache.path("captions", key, ".ass")
+
+    async def _check_audio(self, path: Path, scene: ScenePlan) -> float:
+        return await check_audio(path, text=scene.narration, speed=scene.speed,
+                                 limits=self.settings.limits)  # fmt: skip
+
+    async def _reusable(self, path: Path, check: Awaitable[U]) -> U | None:
+        """The check's answer for a cached artifact; None if it fails, and the artifact is
+        removed to be made again (a cache written before these checks may hold a bad one)."""
+        try:
+            return await check
+        except ReelbotError as exc:
+            log.warning("the cached %s is refused (%s); making it again", path.name, exc)
+            path.unlink(missing_ok=True)
+            return None
 
     def _stop_if_failing(self) -> None:
         if self._failing:
@@ -436,4 +468,7 @@ async def render_plan(
         try:
             return await renderer.render(plan, out, sequential=sequential)
         finally:
+            # An image still in flight (a cancelled or failed render's) is paid for: let it
+            # land in the cache before the client closes, within a bound.
+            await renderer.image_slot.drain(stop_grace(settings.images))
             renderer.cache.evict(settings.storage.cache_max_mb * 1024 * 1024)

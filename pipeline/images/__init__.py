@@ -21,4 +21,5 @@ def make_images(settings: Settings, client: httpx.AsyncClient) -> ImageProvider:
         raise ConfigError(
             "[images] provider is 'together' but TOGETHER_API_KEY is not set in the environment"
         )
-    return TogetherImages(settings.images, client, api_key=key.get_secret_value())
+    return TogetherImages(settings.images, client, api_key=key.get_secret_value(),
+                          limits=settings.limits)  # fmt: skip

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import httpx
 
-from ..config import ImagesConfig
+from ..artifact_checks import check_image
+from ..config import ImagesConfig, LimitsConfig
 from ..errors import ImageError
+from ..image_slot import wait_before_retry
 from .base import ImageRequest
 
 log = logging.getLogger(__name__)
@@ -30,8 +32,10 @@ class TogetherImages:
         *,
         api_key: str,
         rng: random.Random | None = None,
+        limits: LimitsConfig | None = None,
     ) -> None:
         self.config = config
+        self.limits = limits or LimitsConfig()
         self.client = client
         self._headers = {"Authorization": f"Bearer {api_key}"}
         self._rng = rng or random.Random()
@@ -62,10 +66,18 @@ class TogetherImages:
                 problem = f"could not be reached ({type(exc).__name__})"
                 delay = self._backoff(attempt)
             else:
-                if response.status_code == 200:
-                    out.write_bytes(await self._image_bytes(response, request))
-                    return
-                problem, delay = self._judge(response, attempt, request)
+                if response.status_code != 200:
+                    problem, delay = self._judge(response, attempt, request)
+                else:
+                    try:
+                        image = await self._image_bytes(response, request)
+                        out.write_bytes(await asyncio.to_thread(check_image, image, self.limits))
+                        return
+                    except ImageError as bad:  # a bad answer is a server fault: retried
+                        if not bad.retryable:
+                            raise
+                        problem = f"sent an unusable answer ({_without_name(bad)})"
+                        delay = self._backoff(attempt)
             if attempt == attempts:
                 raise ImageError(
                     f"Together.ai {problem}; gave up after {attempts} attempts. "
@@ -74,7 +86,7 @@ class TogetherImages:
                 )
             log.info("scene %d: Together.ai %s; retry %d in %.1f s",
                      request.scene, problem, attempt, delay)  # fmt: skip
-            await asyncio.sleep(delay)
+            await wait_before_retry(delay)  # no retry for a render that is gone
         raise AssertionError("unreachable")
 
     def _judge(
@@ -112,6 +124,10 @@ class TogetherImages:
             if fetched.status_code == 200:
                 return fetched.content
         raise ImageError("Together.ai answered without an image", retryable=True)
+
+
+def _without_name(error: ImageError) -> str:
+    return str(error).removeprefix("Together.ai ")
 
 
 def _final_message(status: int, reason: str, model: str) -> str:

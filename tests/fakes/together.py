@@ -25,7 +25,15 @@ from tests.fakes.server import (
     serve_forever,
 )
 
-Fault = int | str  # an HTTP status, or "hang"
+Fault = int | str  # an HTTP status, "hang", or one of BAD_ANSWERS
+# Answers with status 200 that are not a usable image (each a name for `script_of_statuses`):
+BAD_ANSWERS = (
+    "not-an-image",  # b64_json of bytes that are no picture
+    "tiny",  # a 1x1 PNG
+    "html",  # an HTML page (a proxy's or a captive portal's), not JSON
+    "oversize",  # a PNG wider than 4096 px
+    "heavy",  # a PNG of noise at the requested size: megabytes
+)
 
 PALETTE: tuple[Colour, ...] = (
     (255, 0, 0),
@@ -69,6 +77,14 @@ DEFAULT_FAULT_KINDS: tuple[Fault, ...] = (429, 500, 502, 503)
 def solid_png(width: int, height: int, colour: Colour) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (width, height), colour).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def noise_png(width: int, height: int, seed: int = 0) -> bytes:
+    """A picture that does not compress: about 3 bytes a pixel."""
+    buf = io.BytesIO()
+    noise = random.Random(seed).randbytes(width * height * 3)
+    Image.frombytes("RGB", (width, height), noise).save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
 
 
@@ -118,6 +134,7 @@ class FakeTogether(FakeServer):
         seed: int = 0,
         hang_seconds: float = 60.0,
         palette: Sequence[Colour] = PALETTE,
+        generates_after_hangup: bool = False,
         port: int = 0,
     ) -> None:
         super().__init__(port=port)
@@ -130,8 +147,13 @@ class FakeTogether(FakeServer):
         self.rng = random.Random(seed)
         self.hang_seconds = hang_seconds
         self.palette: list[Colour] = list(palette)
+        # True: like Together.ai, an image is generated to its end, and counted against the
+        # concurrency limit, even when the client hangs up before the answer. False: hanging
+        # up stops it (the default, for tests whose tiny client timeouts race a busy machine).
+        self.generates_after_hangup = generates_after_hangup
         self.overlaps = 0  # requests that arrived while another was in flight (answered 429)
-        self.successes = 0
+        self.successes = 0  # images generated (whether or not the client stayed for them)
+        self._orphans: set[asyncio.Task[web.Response]] = set()  # generating, client gone
 
     @property
     def colours(self) -> list[Colour]:
@@ -154,8 +176,10 @@ class FakeTogether(FakeServer):
         if fault == "hang":
             await asyncio.sleep(self.hang_seconds)
             return error_response(504, "Upstream request timed out", "server_error")
+        if fault in BAD_ANSWERS:
+            return self._bad_answer(str(fault), rec)
         if isinstance(fault, str) and fault != "hang":
-            raise ValueError(f"unknown fault {fault!r}: use an HTTP status or 'hang'")
+            raise ValueError(f"unknown fault {fault!r}: use an HTTP status, 'hang' or a bad answer")
         if isinstance(fault, int) and fault != 200:
             return self._fault_response(fault)
         return await self._generate(rec)
@@ -177,21 +201,64 @@ class FakeTogether(FakeServer):
                 headers["Retry-After"] = str(int(ra)) if float(ra).is_integer() else str(ra)
         return error_response(status, message, type_, code, **headers)
 
+    async def stop(self) -> None:
+        for orphan in list(self._orphans):
+            orphan.cancel()
+        await super().stop()
+
     async def _generate(self, rec: RecordedRequest) -> web.Response:
         try:
             model, width, height, n = parse_image_request(rec.json)
         except BadRequest as exc:
             return error_response(400, str(exc), "invalid_request_error")
+        if not self.generates_after_hangup:
+            return await self._draw(rec, model, width, height, n)
+        work = asyncio.ensure_future(self._draw(rec, model, width, height, n))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:  # the client hung up: the generation goes on
+            self.in_flight += 1  # the request's handler takes one off as it ends
+            self._orphans.add(work)
+            work.add_done_callback(self._orphan_done)
+            raise
+
+    def _orphan_done(self, work: asyncio.Task[web.Response]) -> None:
+        self._orphans.discard(work)
+        self.in_flight -= 1
+
+    async def _draw(
+        self, rec: RecordedRequest, model: str, width: int, height: int, n: int
+    ) -> web.Response:
         await asyncio.sleep(self.latency)
         colour = self.palette[self.successes % len(self.palette)]
         self.successes += 1
         rec.colour = colour
-        b64 = base64.b64encode(solid_png(width, height, colour)).decode("ascii")
+        return self._image_answer(model, solid_png(width, height, colour), n)
+
+    def _image_answer(self, model: str, image: bytes, n: int = 1) -> web.Response:
+        b64 = base64.b64encode(image).decode("ascii")
         timings = {"inference": self.latency}
         data = [{"index": i, "b64_json": b64, "timings": timings} for i in range(n)]
         return web.json_response(
-            {"id": f"fake-{self.successes:06d}", "model": model, "object": "list", "data": data}
-        )
+            {"id": f"fake-{len(self.requests):06d}", "model": model, "object": "list",
+             "data": data}
+        )  # fmt: skip
+
+    def _bad_answer(self, kind: str, rec: RecordedRequest) -> web.Response:
+        """A 200 that is not a usable image (see BAD_ANSWERS)."""
+        body = rec.json if isinstance(rec.json, dict) else {}
+        model = str(body.get("model", ""))
+        width, height = body.get("width", 1024), body.get("height", 1024)
+        if kind == "html":
+            page = "<!DOCTYPE html><html><body><h1>Welcome!</h1>Sign in to continue.</body></html>"
+            return web.Response(text=page, content_type="text/html")
+        if kind == "not-an-image":
+            return self._image_answer(model, b"this is not a picture\n" * 20)
+        if kind == "tiny":
+            return self._image_answer(model, solid_png(1, 1, (0, 0, 0)))
+        if kind == "oversize":
+            return self._image_answer(model, solid_png(4160, 64, (0, 0, 0)))
+        return self._image_answer(model, noise_png(width, height))  # heavy
 
 
 def _fault_arg(text: str) -> Fault:
@@ -203,12 +270,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--latency", type=float, default=0.0)
     p.add_argument("--expected-key")
-    p.add_argument("--script", default="", help="comma-separated statuses or 'hang'")
+    p.add_argument("--script", default="", help="comma-separated statuses, 'hang', 'tiny', ...")
     p.add_argument("--retry-after", type=float)
     p.add_argument("--fault-rate", type=float, default=0.0)
     p.add_argument("--fault-kinds", default="429,500,502,503")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--hang-seconds", type=float, default=60.0)
+    p.add_argument("--generates-after-hangup", action="store_true")
     args = p.parse_args(argv)
     fake = FakeTogether(
         latency=args.latency,
@@ -219,6 +287,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         fault_kinds=[_fault_arg(s) for s in args.fault_kinds.split(",") if s],
         seed=args.seed,
         hang_seconds=args.hang_seconds,
+        generates_after_hangup=args.generates_after_hangup,
         port=args.port,
     )
     serve_forever(fake)
