@@ -24,7 +24,8 @@ from .aspect import Aspect
 from .config import load_settings
 from .doctor import run_doctor
 from .errors import ReelbotError, SceneFailed
-from .events import JobDone, ProgressEvent, Status
+from .events import JobDone, JobFailed, ProgressEvent, Stage, Status
+from .image_slot import stop_grace
 from .plan import plan_render
 from .progress import SCENE_STAGES, RenderProgress
 from .render import render_plan
@@ -135,6 +136,8 @@ def _render(args: argparse.Namespace) -> int:
                 events.append(event)
                 progress.apply(event)
                 live.update(_table(progress, time.monotonic() - started))
+                if isinstance(event, JobFailed):  # stopped or failed: an image may be in flight
+                    _say_images_kept(progress, stop_grace(settings.images))
 
             try:
                 result = asyncio.run(render_plan(plan, settings, output, on_event=on_event,
@@ -151,6 +154,15 @@ def _render(args: argparse.Namespace) -> int:
         highlight=False,
     )
     return 0
+
+
+def _say_images_kept(progress: RenderProgress, grace: float) -> None:
+    making = [s.number for s in progress.scenes if s.status(Stage.IMAGE) is Status.STARTED]
+    if making:
+        scenes = ", ".join(str(n) for n in making)
+        note = f"(at most {grace:.0f} s; Ctrl-C to quit now)"
+        console.print(f"[yellow]finishing the image of scene {scenes} so it is kept {note}[/]",
+                      highlight=False)  # fmt: skip
 
 
 def _write_timeline(events: list[ProgressEvent], path: Path) -> None:

@@ -87,10 +87,16 @@ class ImageSlot:
         cancelled meanwhile, the task finishes the attempt in flight in the background."""
         await self._free.acquire()
         work = _Work()
+
+        async def unless_abandoned() -> T:
+            if work.abandoned:  # the caller was gone before this task ever ran
+                raise asyncio.CancelledError
+            return await make()
+
         context = contextvars.copy_context()
         context.run(_current.set, work)
         try:
-            task = asyncio.create_task(make(), name=name, context=context)
+            task = asyncio.create_task(unless_abandoned(), name=name, context=context)
         except BaseException:
             self._free.release()
             raise

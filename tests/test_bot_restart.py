@@ -130,3 +130,53 @@ async def test_the_bot_resumes_a_render_after_sigterm_and_kill_9(tmp_path: Path)
         for run in runs:
             assert "Traceback" not in run.stderr(), run.stderr()
         assert fake.unhandled == [] and fake.server_errors == []
+
+
+async def test_a_graceful_stop_waits_for_the_image_in_flight(tmp_path: Path) -> None:
+    """SIGTERM while an image is being made: the bot waits for it (Together.ai goes on making
+    it anyway, and it is paid for), so the resumed job does not ask for it again."""
+    guild = GuildSpec(name="Studio", members=[MemberSpec(UserSpec("alice"))])
+    config = tmp_path / "config.toml"
+    config.write_text(toml_text({"discord": {"guild_ids": [guild.id], "edit_interval": 0.3}}))
+    prompts = PROMPTS[:2]
+    script = "# Stop\n" + "".join(
+        f"## {n}\nimage: {prompt}\nScene number {n}.\n" for n, prompt in enumerate(prompts, 1)
+    )
+    async with (
+        FakeDiscord(guilds=[guild]) as fake,
+        FakeTogether(latency=3.0, generates_after_hangup=True) as together,
+        FakeSpeech() as speech,
+    ):
+        env = bot_env(fake, together_url=together.base_url, speech_url=speech.base_url,
+                      data_dir=tmp_path / "data")  # fmt: skip
+        channel = guild.channels[0].id
+        runs = [BotProcess(fake, config, env, tmp_path / f"bot-{n}.log") for n in (1, 2)]
+        try:
+            await runs[0].start()
+            handle = await fake.send_slash_command(
+                "render", {"script": AttachmentSpec("s.md", script.encode())}, member="alice"
+            )
+            await handle.wait_followups(1)
+            job = job_id_of(handle)
+            [progress] = await fake.wait_for(lambda: progress_messages(fake, channel, job), 10)
+            await fake.wait_for(lambda: together.in_flight == 1, 30, "the first image request")
+            assert await runs[0].stop() == 0
+            assert [r.status for r in together.requests] == [200]  # answered, not hung up on
+
+            await runs[1].start()
+            await fake.wait_for(lambda: replies_to(fake, channel, progress.id), 90, "the video")
+        except BaseException:
+            for run in runs:
+                print(f"---- {run.log.name} ----\n{run.stderr()}")
+            raise
+        finally:
+            for run in runs:
+                await run.stop()
+
+    # Each image was asked for once across both runs, and never while another was in flight.
+    assert [r.json["prompt"] for r in together.requests] == prompts
+    assert all(r.status == 200 for r in together.requests)
+    assert together.overlaps == 0 and together.max_in_flight == 1
+    assert "waiting up to 30 s for 1 image(s) in flight" in runs[0].stderr()
+    for run in runs:
+        assert "Traceback" not in run.stderr(), run.stderr()
