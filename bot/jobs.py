@@ -168,7 +168,8 @@ class JobRunner:
         self._wake.set()
 
     async def close(self, timeout: float = 10.0) -> None:
-        """Stop taking jobs, stop the running ones (they stay queued for the next start)."""
+        """Stop taking jobs, stop the running ones (they stay queued for the next start), and
+        wait a bounded time for the images they had in flight."""
         self._closing = True
         if self._dispatcher is not None:
             self._dispatcher.cancel()

@@ -311,7 +311,7 @@ class Renderer:
                 await check_image_file(temp, limits)
             return self.cache.path("image", key, ".png"), True
 
-        work = self.image_slot.run(make, name=f"image-{scene.number}")
+        work = self.image_slot.run(make, name=f"scene {scene.number}'s image")
         path, made = await self._stage(scene.number, Stage.IMAGE, work)
         status = Status.DONE if made else Status.CACHED
         self._scene_event(scene.number, Stage.IMAGE, status, path=path, seed=seed)

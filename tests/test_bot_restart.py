@@ -178,5 +178,6 @@ async def test_a_graceful_stop_waits_for_the_image_in_flight(tmp_path: Path) -> 
     assert all(r.status == 200 for r in together.requests)
     assert together.overlaps == 0 and together.max_in_flight == 1
     assert "waiting up to 30 s for 1 image(s) in flight" in runs[0].stderr()
+    assert "scene 1's image: finished in the background; it is in the cache" in runs[0].stderr()
     for run in runs:
         assert "Traceback" not in run.stderr(), run.stderr()
