@@ -7,6 +7,7 @@ applied in order and recorded, so a restart never guesses. Multi-row writes are 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -190,13 +191,29 @@ class Store:
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         async with self._write_lock:
-            await self._db.execute("BEGIN IMMEDIATE")
+            await self._begin()
             try:
                 yield self._db
             except BaseException:
                 await self._db.execute("ROLLBACK")
                 raise
             await self._db.execute("COMMIT")
+
+    async def _begin(self, patience: float = 10.0) -> None:
+        """BEGIN IMMEDIATE, waiting for another connection's write to end. SQLite waits
+        itself (busy_timeout) unless this connection is still reading for another task (a
+        cursor between execute and fetch): it then refuses at once, so try again shortly."""
+        delay, deadline = 0.002, time.monotonic() + patience
+        while True:
+            try:
+                await self._db.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+                if not busy or time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
     # ------------------------------------------------------------ jobs
 
