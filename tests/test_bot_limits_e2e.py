@@ -283,7 +283,8 @@ async def test_forget_removes_the_files_and_the_posts_and_says_so(burst: World) 
     assert rows(world.db, "SELECT COUNT(*) FROM jobs WHERE id = ?", job_id) == [(1,)]
 
     done = await said(await fake.send_slash_command("forget", {"job": job_id}, member=owner))
-    assert done.startswith(f"Forgot job #{job_id}: its script, review history and ")
+    assert done.startswith(f"Forgot job #{job_id} (")
+    assert "1 image post deleted and its video taken down." in done
     # Its files are gone from the bot's disk, its rows from the store.
     assert not any(Path(p).exists() for p in (image, audio, clip))
     assert rows(world.db, "SELECT COUNT(*) FROM jobs WHERE id = ?", job_id) == [(0,)]

@@ -20,8 +20,9 @@ from pipeline.errors import ReelbotError
 from ..answers import answer
 from ..app import ReelBot
 from ..checks import Refusal, is_moderator
+from ..retention import ForgottenJob
 
-__all__ = ["ForgetCog", "setup"]
+__all__ = ["ForgetCog", "forget_summary", "setup"]
 
 Interaction = discord.Interaction[ReelBot]
 
@@ -47,14 +48,7 @@ class ForgetCog(commands.Cog):
         # Stopping a render and deleting its posts takes a moment: defer first.
         await interaction.response.defer(ephemeral=True, thinking=True)
         forgotten = await self.bot.runner.forget(job, by=user.id)
-        posts = sum(p.kind != "progress" for p in forgotten.posts)
-        await answer(
-            interaction,
-            f"Forgot job #{job}: its script, review history and {len(forgotten.removed)} "
-            f"file{'s' if len(forgotten.removed) != 1 else ''} are removed from the bot"
-            + (f", and the {posts} image and video posts are deleted or blanked." if posts else ".")
-            + " Its usage still counts in /usage.",
-        )
+        await answer(interaction, forget_summary(forgotten))
 
     @forget.autocomplete("job")
     async def _own_job(
@@ -73,6 +67,27 @@ class ForgetCog(commands.Cog):
             app_commands.Choice(name=f"#{j.id} {j.title} ({j.state.value})"[:100], value=j.id)
             for j in jobs[:25]
         ]
+
+
+def forget_summary(forgotten: ForgottenJob) -> str:
+    """What /forget answers: what is gone, in a sentence or two."""
+    job = forgotten.job
+    title = discord.utils.escape_mentions(discord.utils.escape_markdown(job.title))[:100]
+    files = len(forgotten.removed)
+    text = (
+        f"Forgot job #{job.id} ({title}): its script, review history and {files} "
+        f"file{'s' if files != 1 else ''} are gone from the bot"
+    )
+    images = sum(p.kind == "image" for p in forgotten.posts)
+    videos = sum(p.kind == "video" for p in forgotten.posts)
+    posts = []
+    if images:
+        posts.append(f"{images} image post{'s' if images != 1 else ''} deleted")
+    if videos:
+        posts.append(f"{'its video' if videos == 1 else f'{videos} videos'} taken down")
+    if posts:
+        text += "; " + " and ".join(posts)
+    return text + ". What it used still counts in /usage."
 
 
 async def setup(bot: commands.Bot) -> None:
