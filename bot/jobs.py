@@ -296,7 +296,8 @@ class JobRunner:
     ) -> SceneRecord:
         """Make the next version of a scene (a new seed, or a new prompt) and put the job back
         in the queue; the caller shows that, then calls `wake()`. Raises ReviewRefused if the
-        scene is not at `version` any more or the job is being rendered right now."""
+        scene is not at `version` any more or the job is being rendered right now, and
+        ImageBudgetSpent if the images it needs are over today's budget (`bot/admission.py`)."""
         job = await self.store.get_job(job_id)
         current = await self.store.scene(job_id, number)
         if job is None or current is None:

@@ -160,9 +160,9 @@ def description(message: RecordedMessage) -> str:
 
 
 def videos(world: World, job_id: int) -> list[RecordedMessage]:
-    """The replies carrying this job's MP4."""
-    [progress] = progress_messages(world.fake, CHANNEL, job_id)
-    return [m for m in replies_to(world.fake, CHANNEL, progress.id)
+    """The replies carrying this job's MP4 (none before its progress message is posted)."""
+    return [m for progress in progress_messages(world.fake, CHANNEL, job_id)
+            for m in replies_to(world.fake, CHANNEL, progress.id)
             if any(a["filename"].endswith(f"-{job_id}.mp4") for a in m.attachments)]  # fmt: skip
 
 
