@@ -4,7 +4,8 @@ What the bot keeps for a job, and where:
 
     <data_dir>/bot.sqlite3          the job row (script, options, title, progress events), its
                                     scenes (prompts, seeds, review versions and approvals), the
-                                    ids of the messages it posted, and the usage record
+                                    ids of the messages it posted, the artefacts it used, and
+                                    the usage record
     <data_dir>/outputs/             the video, until it is posted (kept if it could not be)
     <data_dir>/cache/music/         uploaded music, under its content's hash
     <data_dir>/cache/{audio,words,image,clip,captions}/   the artefacts, shared by every job
@@ -96,6 +97,7 @@ class Retention:
             return None
         scenes = await self.store.scenes(job_id)
         posts = await self._posts(job, scenes)
+        used = await self.store.fetch("SELECT path FROM job_files WHERE job_id = ?", (job_id,))
         await self.store.fetch("PRAGMA secure_delete = ON")
         async with self.store.transaction() as db:
             cursor = await db.execute(
@@ -115,6 +117,7 @@ class Retention:
                 removed.append(Path(path))
         if by is not None:
             artefacts = {p for s in scenes for p in (s.audio, s.image, s.clip) if p}
+            artefacts |= {str(row[0]) for row in used}  # older versions too
             for path in sorted(artefacts):
                 if await self._unused(path):
                     removed.extend(p for p in _with_siblings(Path(path)) if _unlink(p))
@@ -150,8 +153,9 @@ class Retention:
         """No job still kept uses this file (the cache is shared; music too)."""
         rows = await self.store.fetch(
             "SELECT 1 FROM jobs WHERE output = ? OR json_extract(options, '$.music') = ?"
-            " UNION ALL SELECT 1 FROM scenes WHERE audio = ? OR image = ? OR clip = ? LIMIT 1",
-            (path, path, path, path, path),
+            " UNION ALL SELECT 1 FROM scenes WHERE audio = ? OR image = ? OR clip = ?"
+            " UNION ALL SELECT 1 FROM job_files WHERE path = ? LIMIT 1",
+            (path, path, path, path, path, path),
         )
         return not rows
 

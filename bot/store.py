@@ -250,18 +250,6 @@ class Store:
     async def recent_jobs(self, limit: int = 20) -> list[Job]:
         return await self._jobs("ORDER BY id DESC LIMIT ?", (limit,))
 
-    async def count_active(self, *, user_id: int | None = None) -> int:
-        """Jobs queued or running (the queue limits). A job waiting for review holds no
-        render slot, so it does not count."""
-        sql = "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')"
-        params: tuple[Any, ...] = ()
-        if user_id is not None:
-            sql += " AND user_id = ?"
-            params = (user_id,)
-        async with self._db.execute(sql, params) as cursor:
-            row = await cursor.fetchone()
-        return int(row[0]) if row else 0
-
     async def set_state(
         self, job_id: int, state: JobState, *, error: str | None = None, output: str | None = None
     ) -> None:
@@ -329,6 +317,12 @@ class Store:
         await self._db.execute(
             f"UPDATE scenes SET {kind} = ? WHERE job_id = ? AND number = ?",
             (path, job_id, number),
+        )
+        # Every version's files, for /forget (a scene's row holds only the latest).
+        await self._db.execute(
+            "INSERT OR IGNORE INTO job_files (job_id, path)"
+            " SELECT ?, ? WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ?)",
+            (job_id, path, job_id),
         )
 
     async def set_scene_message(

@@ -155,6 +155,10 @@ async def said(handle: InjectedInteraction) -> str:
     return response.content or ""
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def description(message: RecordedMessage) -> str:
     return str(embed_of(message.revisions[-1]).get("description", ""))
 
@@ -239,10 +243,12 @@ async def test_usage_shows_the_server_and_your_own_and_each_person_to_moderators
     [embed] = response.data["embeds"]
     fields = {f["name"]: f["value"] for f in embed["fields"]}
     assert embed["title"] == "Usage in Busy Studio"
-    assert fields["Today"].startswith(f"🖼️ **{PER_GUILD}** images · 🎬 **{PER_GUILD}** renders")
+    assert fields["Today"].startswith(f"🖼️ **{PER_GUILD} images** · 🎬 **{PER_GUILD} renders**")
     assert f"{1000 - PER_GUILD:,} of its 1,000 images left today" in fields["Today"]
-    assert fields["This month"] == f"🖼️ **{PER_GUILD}** images · 🎬 **{PER_GUILD}** renders"
-    assert fields["You"].startswith(f"Today 🖼️ **{mine}** image")
+    assert fields["This month"] == f"🖼️ **{PER_GUILD} images** · 🎬 **{PER_GUILD} renders**"
+    assert fields["You"].startswith(
+        f"Today: 🖼️ **{plural(mine, 'image')}** · 🎬 **{plural(mine, 'render')}**\nThis month: "
+    )
     assert f"{200 - mine} of your 200 images left today" in fields["You"]
     assert "By person, this month" not in fields  # only moderators see everyone
 
@@ -252,8 +258,10 @@ async def test_usage_shows_the_server_and_your_own_and_each_person_to_moderators
     lines = people.splitlines()
     assert len(lines) == len({a.member for a in burst.accepted()})
     [line] = [line for line in lines if f"<@{GUILD.member(viewer).id}>" in line]
-    assert f"{mine} images ({mine} today) · {mine} renders ({mine} today)" in line
-    counts = [int(re.search(r"· (\d+) images", line)[1]) for line in lines]  # type: ignore[index]
+    assert (
+        f"{plural(mine, 'image')} ({mine} today) · {plural(mine, 'render')} ({mine} today)" in line
+    )
+    counts = [int(re.search(r"· (\d+) image", line)[1]) for line in lines]  # type: ignore[index]
     assert counts == sorted(counts, reverse=True)  # most images first
 
 

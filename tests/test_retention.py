@@ -165,6 +165,12 @@ async def test_forget_removes_one_job_and_its_artefacts_now(
         # Someone else's job with the same first scene: that image is theirs too.
         other = await runner.submit(request(MARKER, user=2, scenes=1))
         await wait_state(runner, other.id, JobState.DONE)
+        # Scene 1 regenerated: version 2 is this job's alone; version 1 stays the other's.
+        await runner.revise_scene(mine.id, 1, 1, new_seed=True)
+        runner.wake()
+        await wait_state(runner, mine.id, JobState.DONE, after_version=2)
+        regenerated = await runner.store.scene(mine.id, 1)
+        assert regenerated is not None and regenerated.image != scenes[0].image
         kept = Path(str((await runner.store.get_job(mine.id)).output))  # type: ignore[union-attr]
         queued = await runner.submit(request("never started", user=1))
         await runner.close()  # stop the dispatcher: `queued` stays queued
@@ -178,9 +184,12 @@ async def test_forget_removes_one_job_and_its_artefacts_now(
         assert await runner.store.get_job(queued.id) is None
     scene1, scene2 = scenes
     assert scene2.image and scene2.audio and scene2.clip
-    for path in (scene2.image, scene2.audio, scene2.clip, str(kept)):
+    assert regenerated.image and regenerated.clip
+    only_mine = (scene2.image, scene2.audio, scene2.clip, regenerated.image, regenerated.clip)
+    for path in (*only_mine, str(kept)):
         assert not Path(path).exists(), path  # only this job used them: gone
-    assert scene1.image and Path(scene1.image).is_file()  # the other job's too: kept
+    for shared in (scene1.image, scene1.audio, scene1.clip):  # the other job's too: kept
+        assert shared and Path(shared).is_file(), shared
     assert {Path(p) for p in (scene2.image, scene2.audio, scene2.clip)} <= set(forgotten.removed)
     assert f"The words of {MARKER}, 2.".encode() not in database_bytes(db)  # only its script
     assert not any(p.is_file() for p in data.glob(f"outputs/*job-{mine.id}*"))

@@ -87,18 +87,12 @@ async def usage_report(
                        people.get(user_id, PersonUsage(user_id)))  # fmt: skip
 
 
-def _line(p: PersonUsage) -> str:
-    return (
-        f"🖼️ **{p.images_today:,}** image{'s' if p.images_today != 1 else ''} · "
-        f"🎬 **{p.renders_today:,}** render{'s' if p.renders_today != 1 else ''}"
-    )
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
-def _month_line(p: PersonUsage) -> str:
-    return (
-        f"🖼️ **{p.images_month:,}** image{'s' if p.images_month != 1 else ''} · "
-        f"🎬 **{p.renders_month:,}** render{'s' if p.renders_month != 1 else ''}"
-    )
+def _line(images: int, renders: int) -> str:
+    return f"🖼️ **{_plural(images, 'image')}** · 🎬 **{_plural(renders, 'render')}**"
 
 
 def _left(budget: int, use: ImageUse, whose: str) -> str:
@@ -120,25 +114,29 @@ def usage_embed(report: UsageReport, *, guild_name: str, moderator: bool) -> dis
         ),
         colour=discord.Colour.blurple(),
     )
+    total, you = report.total, report.you
     embed.add_field(
         name="Today",
-        value=f"{_line(report.total)}\n{_left(limits.images_per_day, report.server_today, 'its')}",
+        value=f"{_line(total.images_today, total.renders_today)}\n"
+        f"{_left(limits.images_per_day, report.server_today, 'its')}",
         inline=False,
     )
-    embed.add_field(name="This month", value=_month_line(report.total), inline=False)
-    you = report.you
+    embed.add_field(
+        name="This month", value=_line(total.images_month, total.renders_month), inline=False
+    )
     embed.add_field(
         name="You",
         value=(
-            f"Today {_line(you)} · this month {_month_line(you)}\n"
+            f"Today: {_line(you.images_today, you.renders_today)}\n"
+            f"This month: {_line(you.images_month, you.renders_month)}\n"
             f"{_left(limits.images_per_user_per_day, report.you_today, 'your')}"
         ),
         inline=False,
     )
     if moderator:
         lines = [
-            f"<@{p.user_id}> · {p.images_month:,} images ({p.images_today:,} today) · "
-            f"{p.renders_month:,} renders ({p.renders_today:,} today)"
+            f"<@{p.user_id}> · {_plural(p.images_month, 'image')} ({p.images_today:,} today)"
+            f" · {_plural(p.renders_month, 'render')} ({p.renders_today:,} today)"
             for p in report.people[:MAX_PEOPLE]
         ]
         if len(report.people) > MAX_PEOPLE:

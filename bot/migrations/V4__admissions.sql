@@ -43,6 +43,19 @@ CREATE TABLE job_messages (
     PRIMARY KEY (job_id, message_id)
 );
 
+-- Every artefact a job's renders used (each version of a regenerated scene; a scene's row
+-- holds only the latest), so /forget can remove them from the cache.
+CREATE TABLE job_files (
+    job_id  INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    path    TEXT NOT NULL,
+    PRIMARY KEY (job_id, path)
+);
+CREATE INDEX job_files_by_path ON job_files (path);
+INSERT OR IGNORE INTO job_files (job_id, path)
+    SELECT job_id, audio FROM scenes WHERE audio IS NOT NULL
+    UNION SELECT job_id, image FROM scenes WHERE image IS NOT NULL
+    UNION SELECT job_id, clip FROM scenes WHERE clip IS NOT NULL;
+
 -- Jobs from before: their renders count in /usage (they need no reservation any more).
 INSERT INTO admissions (kind, job_id, guild_id, user_id, at, scenes, images, settled_at)
     SELECT 'render', id, guild_id, user_id, created_at, scene_count, 0, created_at FROM jobs;
