@@ -195,6 +195,12 @@ async def burst(world: World) -> World:
         await fake.wait_for(lambda: videos(world, job_id) or None, 120, f"job {job_id}'s video")
 
     await asyncio.gather(*(delivered(a.job_id) for a in world.accepted() if a.job_id))
+
+    def all_done() -> bool:
+        [(done,)] = rows(world.db, "SELECT COUNT(*) FROM jobs WHERE state = 'done'")
+        return done == len(world.accepted())
+
+    await fake.wait_for(all_done, 60, "every accepted job to be done")
     return world
 
 
