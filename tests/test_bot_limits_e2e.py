@@ -198,7 +198,7 @@ async def burst(world: World) -> World:
 
     def all_done() -> bool:
         [(done,)] = rows(world.db, "SELECT COUNT(*) FROM jobs WHERE state = 'done'")
-        return done == len(world.accepted())
+        return int(done) == len(world.accepted())
 
     await fake.wait_for(all_done, 60, "every accepted job to be done")
     return world
