@@ -43,6 +43,7 @@ from .config import QueueConfig, RateLimitConfig
 from .store import Job, JobOptions, NewScene, SceneRecord, Store, insert_job, revise_scene_in
 
 __all__ = [
+    "DAY",
     "Admission",
     "AdmissionRefused",
     "Clock",
@@ -312,9 +313,8 @@ class Admission:
         self, db: aiosqlite.Connection, user_id: int
     ) -> AdmissionRefused | None:
         queue = self.queue
-        if await _count(db, f"SELECT COUNT(*) FROM jobs WHERE state IN {ACTIVE}", ()) >= (
-            queue.max_total
-        ):
+        everyone = await _count(db, f"SELECT COUNT(*) FROM jobs WHERE state IN {ACTIVE}", ())
+        if everyone >= queue.max_total:
             return QueueFull(
                 f"the render queue is full ({queue.max_total} jobs); try again when one finishes"
             )
