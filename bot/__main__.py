@@ -92,7 +92,8 @@ async def run_bot(settings: BotSettings, token: str) -> None:
         contextlib.AsyncExitStack() as stack,
     ):
         presenters = Presenters(settings, store)
-        runner = JobRunner(store, settings, client, observer_for=presenters.observer_for)
+        runner = JobRunner(store, settings, client, observer_for=presenters.observer_for,
+                           on_forgotten=presenters.forgotten)  # fmt: skip
         stack.push_async_callback(runner.close)  # whatever happens, jobs go back to the queue
         bot = ReelBot(settings=settings, store=store, runner=runner, presenters=presenters)
         async with bot:

@@ -17,7 +17,7 @@ from discord.ext import commands
 from pipeline.errors import ReelbotError, ScriptError
 
 from .answers import answer
-from .checks import Refusal, RenderRateLimits
+from .checks import Refusal
 from .config import BotSettings
 from .jobs import JobRunner
 from .presenter import Presenters
@@ -35,7 +35,13 @@ __all__ = ["EXTENSIONS", "PERSISTENT_ITEMS", "ReelBot", "bot_intents"]
 log = logging.getLogger(__name__)
 
 # One cog per feature.
-EXTENSIONS = ("bot.cogs.render", "bot.cogs.queue", "bot.cogs.pictures")
+EXTENSIONS = (
+    "bot.cogs.render",
+    "bot.cogs.queue",
+    "bot.cogs.pictures",
+    "bot.cogs.usage",
+    "bot.cogs.forget",
+)
 
 # Components that must keep working on messages posted before a restart: `DynamicItem`
 # subclasses whose state lives in their custom_id (and in the store): the scene review
@@ -83,7 +89,6 @@ class ReelBot(commands.Bot):
         self.store = store
         self.runner = runner
         self.presenters = presenters
-        self.render_limits = RenderRateLimits(settings.rate_limit)
         self.review = SceneReview(client=self, store=store, runner=runner,
                                   presenters=presenters, config=settings.discord)  # fmt: skip
         self._stopping = False

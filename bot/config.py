@@ -45,6 +45,10 @@ class RateLimitConfig(ConfigSection):
     per_user: int = Field(5, ge=1)
     per_guild: int = Field(30, ge=1)
     window: float = Field(3600.0, gt=0)
+    # Paid image requests (regenerations included; images found in the cache are free) per
+    # server and per person, per day (UTC); 0 means no limit.
+    images_per_day: int = Field(1000, ge=0)
+    images_per_user_per_day: int = Field(200, ge=0)
 
 
 class BotSecrets(Secrets):

@@ -8,6 +8,11 @@ Scene review: a `review` job whose scenes are not all approved is rendered witho
 (a review round) and waits in `review`; approving the last scene queues it again, and that run
 finds every artifact in the cache, joins and delivers. Regenerating or editing a scene gives
 it a new version and queues the job again: only that scene's image and clip are made.
+
+Work enters the queue only through `submit` (a new job) and `revise_scene` (a scene made
+again), and both go through `bot/admission.py`, which checks every limit and records the
+admission in one store transaction. The runner also keeps `[storage] keep_days`
+(`bot/retention.py`): a sweep at start and every hour, and `forget` for one job.
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ import dataclasses
 import json
 import logging
 import secrets
-import shutil
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -34,11 +38,21 @@ from pipeline.events import JobStarted, ProgressEvent, SceneEvent, Status, event
 from pipeline.image_slot import ImageSlot, stop_grace
 from pipeline.images import make_images
 from pipeline.plan import RenderPlan, ScenePlan, plan_render
-from pipeline.render import Renderer, RenderResult
+from pipeline.render import Renderer, RenderResult, images_to_make
 from pipeline.script import Script, parse_script
 from pipeline.tts import make_tts
 
+from .admission import (
+    Admission,
+    Clock,
+    ImageMeter,
+    JobRequest,
+    QueueFull,
+    UserLimitReached,
+)
 from .config import BotSettings
+from .outputs import job_video, remove_outputs
+from .retention import ForgetHook, ForgottenJob, Retention
 from .store import Job, JobOptions, JobState, NewScene, SceneRecord, Store
 
 __all__ = [
@@ -61,14 +75,6 @@ log = logging.getLogger(__name__)
 DEFAULT_SECONDS_PER_SCENE = 8.0
 
 
-class QueueFull(ReelbotError):
-    pass
-
-
-class UserLimitReached(ReelbotError):
-    pass
-
-
 class JobNotFound(ReelbotError):
     pass
 
@@ -82,16 +88,6 @@ class Approval:
     approved: int  # scenes of the job approved now
     total: int
     queued: bool  # this approval completed the review: the job is queued to be joined
-
-
-@dataclass(frozen=True)
-class JobRequest:
-    guild_id: int | None
-    channel_id: int
-    user_id: int
-    script: str
-    filename: str
-    options: JobOptions
 
 
 @dataclass(frozen=True)
@@ -140,11 +136,24 @@ class JobRunner:
         client: httpx.AsyncClient,
         *,
         observer_for: Callable[[Job], JobObserver],
+        on_forgotten: ForgetHook | None = None,
+        clock: Clock = time.time,
     ) -> None:
         self.store = store
         self.settings = settings
         self.client = client
         self.observer_for = observer_for
+        self.clock = clock
+        self.admission = Admission(store, settings.queue, settings.rate_limit, clock=clock)
+        self.retention = Retention(
+            store,
+            data_dir=settings.storage.data_dir,
+            keep_days=settings.storage.keep_days,
+            keep_usage=settings.rate_limit.window,
+            clock=clock,
+            on_forgotten=on_forgotten,
+        )
+        self._sweeper: asyncio.Task[None] | None = None
         self.cache = ArtifactCache(settings.storage.data_dir / "cache")
         self.outputs = settings.storage.data_dir / "outputs"
         # One image slot and one encoder pool for the whole process, shared by every render.
@@ -166,15 +175,18 @@ class JobRunner:
             log.info("job %d was interrupted; resuming it", job.id)
         self._dispatcher = asyncio.create_task(self._dispatch(), name="job-dispatcher")
         self._wake.set()
+        # keep_days: now (a bot that was off for a while catches up), then every hour.
+        self._sweeper = asyncio.create_task(self.retention.run(), name="keep-days")
 
     async def close(self, timeout: float = 10.0) -> None:
         """Stop taking jobs, stop the running ones (they stay queued for the next start), and
         wait a bounded time for the images they had in flight."""
         self._closing = True
-        if self._dispatcher is not None:
-            self._dispatcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._dispatcher
+        for task in (self._dispatcher, self._sweeper):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         tasks = list(self._running.values())
         for task in tasks:
             task.cancel(msg="shutdown")
@@ -192,33 +204,30 @@ class JobRunner:
                             limits=self.settings.limits)  # fmt: skip
 
     async def submit(self, request: JobRequest) -> Job:
+        """The one way a new job enters the queue (/render with a file, the paste form, and
+        any later way in): validate the script, then admit it (`bot/admission.py`). Raises
+        ScriptError, or an AdmissionRefused naming the limit."""
         script = self.parse(request)
-        queue = self.settings.queue
-        if await self.store.count_active() >= queue.max_total:
-            raise QueueFull(
-                f"the render queue is full ({queue.max_total} jobs); try again when one finishes"
-            )
-        if await self.store.count_active(user_id=request.user_id) >= queue.per_user_limit:
-            raise UserLimitReached(
-                f"you already have {queue.per_user_limit} renders queued or running "
-                f"(the limit per person); wait for one to finish or cancel one with /cancel"
-            )
         plan = self._plan(script, request.options)
-        job = await self.store.create_job(
-            guild_id=request.guild_id,
-            channel_id=request.channel_id,
-            user_id=request.user_id,
-            script=request.script,
-            filename=request.filename,
-            options=request.options,
+        job_id = await self.admission.admit_render(
+            request,
             title=plan.title,
             scenes=[
                 NewScene(s.number, s.image.seed, s.image.prompt, s.image.negative_prompt)
                 for s in plan.scenes
             ],
+            images=self.paid_images(plan),
         )
         self._wake.set()
-        return job
+        return await self._reload(job_id)
+
+    def paid_images(self, plan: RenderPlan) -> int:
+        """How many paid image requests rendering `plan` would make now (none with the
+        offline cards; none for an image already in the cache)."""
+        provider = self.settings.image_provider
+        if provider == "card":
+            return 0
+        return len(images_to_make(plan, self.cache, provider))
 
     async def cancel(self, job_id: int) -> Job:
         job = await self.store.get_job(job_id)
@@ -233,6 +242,7 @@ class JobRunner:
             await asyncio.wait([task])
         else:
             await self.store.set_state(job_id, JobState.CANCELLED, error="cancelled")
+            await self.admission.settle(job_id, admitted_by=self.clock())
         cancelled = await self.store.get_job(job_id)
         assert cancelled is not None
         return cancelled
@@ -260,6 +270,16 @@ class JobRunner:
             entries.append(QueueEntry(job, position, finish_times[slot]))
         return entries
 
+    async def forget(self, job_id: int, *, by: int) -> ForgottenJob:
+        """/forget: stop the job if it is active, then remove what is kept of it."""
+        job = await self._reload(job_id)
+        if job.state.active:
+            await self.cancel(job_id)
+        forgotten = await self.retention.forget(job_id, by=by)
+        if forgotten is None:  # a click queued it again between the cancel and the removal
+            raise ReelbotError(f"job #{job_id} changed while I was forgetting it; try again")
+        return forgotten
+
     def is_running(self, job_id: int) -> bool:
         return job_id in self._running
 
@@ -281,22 +301,41 @@ class JobRunner:
     ) -> SceneRecord:
         """Make the next version of a scene (a new seed, or a new prompt) and put the job back
         in the queue; the caller shows that, then calls `wake()`. Raises ReviewRefused if the
-        scene is not at `version` any more or the job is being rendered right now."""
+        scene is not at `version` any more or the job is being rendered right now, and
+        ImageBudgetSpent if the images it needs are over today's budget (`bot/admission.py`)."""
+        job = await self.store.get_job(job_id)
         current = await self.store.scene(job_id, number)
-        if current is None:
+        if job is None or current is None:
             raise JobNotFound(f"job #{job_id} has no scene {number}")
-        revised = await self.store.revise_scene(
-            job_id,
-            number,
-            version,
+        changed = dataclasses.replace(
+            current,
             seed=fresh_seed(current.seed) if new_seed else current.seed,
             image_prompt=current.image_prompt if prompt is None else prompt,
             negative_prompt=current.negative_prompt if negative is None else negative,
+        )
+        revised = await self.admission.admit_revision(
+            job,
+            number,
+            version,
+            seed=changed.seed,
+            image_prompt=changed.image_prompt,
+            negative_prompt=changed.negative_prompt,
+            images=await self._revision_images(job, changed),
         )
         if revised is None:
             raise await self.review_refusal(job_id, number, version)
         log.info("job %d: scene %d is now version %d", job_id, number, revised.version)
         return revised
+
+    async def _revision_images(self, job: Job, changed: SceneRecord) -> int:
+        """Paid images the job's next run makes once `changed` replaces its scene: that
+        scene's, unless it is cached, and (a failed job) those it never made."""
+        records = [changed if r.number == changed.number else r
+                   for r in await self.store.scenes(job.id)]  # fmt: skip
+        try:
+            return self.paid_images(await self.plan_for(job, records))
+        except ReelbotError:  # the run will fail and say why; count the scene's image
+            return 0 if self.settings.image_provider == "card" else 1
 
     async def approve_scene(self, job_id: int, number: int, version: int) -> Approval:
         if not await self.store.approve_scene(job_id, number, version):
@@ -398,6 +437,9 @@ class JobRunner:
     async def _run(self, job: Job) -> None:
         observer: JobObserver | None = None
         recorder = _ArtifactRecorder(self.store, job.id)
+        meter = ImageMeter(self.store, job, clock=self.clock)
+        admitted_by = self.clock()  # the admissions this run covers were made before now
+        shutdown = False
         try:
             await self.store.set_state(job.id, JobState.RUNNING)
             job = await self._reload(job.id)
@@ -407,6 +449,7 @@ class JobRunner:
 
             def on_event(event: ProgressEvent) -> None:
                 recorder.see(event)
+                meter.see(event)
                 active.event(event)
 
             # No scene changes while the job is running (the store refuses), so this is the
@@ -439,6 +482,7 @@ class JobRunner:
                 if observer is not None:
                     await _quietly(observer.cancelled(await self._reload(job.id)))
                 return
+            shutdown = True
             await self._finish(job.id, JobState.QUEUED)  # shutdown: resume on the next start
             raise
         except ReelbotError as exc:
@@ -454,6 +498,10 @@ class JobRunner:
             if observer is not None:
                 await _quietly(observer.failed(await self._reload(job.id), reason))
         finally:
+            await meter.flush()
+            if not shutdown:  # the run is over: what it reserved is now what it requested
+                settle = self.admission.settle(job.id, admitted_by=admitted_by)
+                await _quietly(self.store.must_finish(settle))
             self._running.pop(job.id, None)
             self._user_cancelled.discard(job.id)
             if not self._running:  # no render needs its artifacts right now
@@ -550,31 +598,3 @@ async def _delivered(work: Awaitable[bool | None]) -> bool:
     except Exception:
         log.exception("front end failed while delivering a job")
         return False
-
-
-def remove_outputs(outputs: Path, job_id: int) -> list[Path]:
-    """Remove a delivered job's files from the outputs folder: its video, a re-encode made to
-    fit the upload limit, and the temporary files a killed render may have left
-    (`.job-<id>.*`). What was removed (a file that cannot be removed is logged and kept)."""
-    video = job_video(outputs, job_id)
-    found = [video, video.with_name(f"{video.stem}.fit.mp4"),
-             *outputs.glob(f".job-{job_id}.*")]  # fmt: skip
-    removed: list[Path] = []
-    for path in found:
-        try:
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-            else:
-                continue
-        except OSError as exc:
-            log.warning("job %d: could not remove %s: %s", job_id, path.name, exc)
-            continue
-        removed.append(path)
-    return removed
-
-
-def job_video(outputs: Path, job_id: int) -> Path:
-    """Where a job's joined video is written, until it is delivered."""
-    return outputs / f"job-{job_id}.mp4"

@@ -45,6 +45,7 @@ from pipeline.storyboard import make_storyboard, scene_images
 from .answers import mention_only
 from .config import BotSettings
 from .delivery import VideoDelivery
+from .forgotten import show_forgotten
 from .progress_message import (
     EDIT_LIMIT_REACHED,
     UNKNOWN_MESSAGE,
@@ -54,6 +55,7 @@ from .progress_message import (
     ProgressView,
     view_of,
 )
+from .retention import ForgottenJob
 from .review import scene_buttons, scene_embed, scene_filename
 from .store import Job, JobState, SceneRecord, Store
 
@@ -199,6 +201,8 @@ class SceneThread:
         else:
             await self._archive(target, shown, item.scene, current.posted_version, version)
             sent = await self._replace(target, shown, embed, item.path, filename, view)
+            if sent.id != shown:  # posted anew: the old message stays, with its image
+                await self.store.record_message(self.job.id, target.id, shown, "image")
         await self.store.set_scene_message(self.job.id, item.scene, sent.id, version)
         self._shows(sent)
 
@@ -224,7 +228,8 @@ class SceneThread:
             sheet = await asyncio.to_thread(
                 make_storyboard, item.images, Path(folder) / STORYBOARD_FILENAME
             )
-            await target.send(embed=embed, file=discord.File(sheet, STORYBOARD_FILENAME))
+            posted = await target.send(embed=embed, file=discord.File(sheet, STORYBOARD_FILENAME))
+        await self.store.record_message(self.job.id, target.id, posted.id, "image")
         await self.store.must_finish(self.store.set_storyboard(self.job.id, key))
 
     async def _archive(
@@ -242,13 +247,14 @@ class SceneThread:
                     embed.remove_field(index)
             if files:
                 embed.set_image(url=f"attachment://{files[0].filename}")
-            await target.send(
+            archived = await target.send(
                 f"Scene {scene}, version {old or 1}: replaced by version {new} (the message "
                 "this replies to).",
                 embed=embed,
                 files=files,
                 reference=shown.to_reference(fail_if_not_exists=False),
             )
+            await self.store.record_message(self.job.id, target.id, archived.id, "image")
         except (discord.HTTPException, OSError) as exc:
             log.warning("job %d: could not keep scene %d's version %s in the thread: %s",
                         self.job.id, scene, old, exc)  # fmt: skip
@@ -398,6 +404,9 @@ class JobPresenter:
             note=version,
         )
         outcome = await delivery.deliver(result.output, result.duration)
+        if outcome.message_id is not None:  # /forget blanks it
+            await self.store.record_message(job.id, self.message.channel.id, outcome.message_id,
+                                            "video")  # fmt: skip
         self.note = f"{version} {outcome.note}".strip()
         self.detail = ""
         await self._finish(Phase.DONE)
@@ -469,11 +478,12 @@ class JobPresenter:
     async def _notify(self, text: str) -> None:
         reference = self.message.reference()
         try:
-            await self.message.channel.send(
+            sent = await self.message.channel.send(
                 text,
                 allowed_mentions=mention_only(discord.Object(self.job.user_id)),
                 reference=reference,  # type: ignore[arg-type]  # None: a plain message
             )
+            await self.store.record_message(self.job.id, sent.channel.id, sent.id, "notice")
         except discord.HTTPException:
             log.exception("job %d: could not notify the requester", self.job.id)
 
@@ -504,6 +514,10 @@ class JobPresenter:
     def _show(self) -> None:
         if not self._closed:
             self.message.show(self.view())
+
+    def stop(self) -> None:
+        """Draw nothing more (the job was forgotten)."""
+        self._closed = True
 
     async def _finish(self, phase: Phase, *, timeout: float = 30.0) -> None:
         if self._closed:
@@ -569,6 +583,17 @@ class Presenters:
         live = list(self._live.values())
         if live:
             await asyncio.gather(*(p.pause() for p in live), return_exceptions=True)
+
+    async def forgotten(self, forgotten: ForgottenJob) -> None:
+        """The runner forgot a job: its presenter (if any) stops drawing, then its messages
+        say so (`bot/forgotten.py`)."""
+        presenter = self._live.pop(forgotten.job.id, None)
+        if presenter is not None:
+            presenter.stop()
+            await presenter.message.close(timeout=10.0)  # the draws in flight end first
+            await presenter.thread.close()
+        if self._client is not None:
+            await show_forgotten(self._client, forgotten)
 
     def _get(self, job: Job, *, resumed: bool) -> JobPresenter:
         presenter = self._live.get(job.id)

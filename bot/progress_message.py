@@ -528,6 +528,9 @@ class ProgressMessage:
             message = await self.channel.send(embed=embed)
         else:
             message = await self.channel.send(embed=embed, view=buttons)
+        if self.message_id is not None:  # the old one stays, showing the job: /forget edits it
+            await self.store.record_message(self.job_id, self.channel.id, self.message_id,
+                                            "progress")  # fmt: skip
         self.message_id, self.posted_at = message.id, time.time()
         self.replaced += replacing
         await self.store.set_progress_message(self.job_id, message.id, self.posted_at)

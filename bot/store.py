@@ -7,9 +7,10 @@ applied in order and recorded, so a restart never guesses. Multi-row writes are 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, fields
 from enum import StrEnum
 from importlib import resources
@@ -175,16 +176,44 @@ class Store:
                 f"BEGIN;\n{sql}\nINSERT INTO schema_migrations VALUES ({version});\nCOMMIT;"
             )
 
+    def transaction(self) -> AbstractAsyncContextManager[aiosqlite.Connection]:
+        """One write transaction, `BEGIN IMMEDIATE`: it holds the database's write lock from
+        its first statement, so what it reads is still true when it writes, even with another
+        process on the same file. To refuse, return without writing (do not raise: a rollback
+        would also undo other tasks' single statements on this connection)."""
+        return self._transaction()
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        """Rows of one read (for the feature modules that keep their own queries)."""
+        async with self._db.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         async with self._write_lock:
-            await self._db.execute("BEGIN IMMEDIATE")
+            await self._begin()
             try:
                 yield self._db
             except BaseException:
                 await self._db.execute("ROLLBACK")
                 raise
             await self._db.execute("COMMIT")
+
+    async def _begin(self, patience: float = 10.0) -> None:
+        """BEGIN IMMEDIATE, waiting for another connection's write to end. SQLite waits
+        itself (busy_timeout) unless this connection is still reading for another task (a
+        cursor between execute and fetch): it then refuses at once, so try again shortly."""
+        delay, deadline = 0.002, time.monotonic() + patience
+        while True:
+            try:
+                await self._db.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+                if not busy or time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
     # ------------------------------------------------------------ jobs
 
@@ -201,19 +230,10 @@ class Store:
         scenes: Sequence[NewScene],
     ) -> Job:
         async with self._transaction() as db:
-            cursor = await db.execute(
-                "INSERT INTO jobs (guild_id, channel_id, user_id, script, filename, options,"
-                " title, scene_count, state, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (guild_id, channel_id, user_id, script, filename, options.model_dump_json(),
-                 title, len(scenes), JobState.QUEUED.value, time.time()),
-            )  # fmt: skip
-            job_id = cursor.lastrowid
-            assert job_id is not None
-            await db.executemany(
-                "INSERT INTO scenes (job_id, number, seed, image_prompt, negative_prompt)"
-                " VALUES (?,?,?,?,?)",
-                [(job_id, s.number, s.seed, s.image_prompt, s.negative_prompt) for s in scenes],
-            )
+            job_id = await insert_job(db, guild_id=guild_id, channel_id=channel_id,
+                                      user_id=user_id, script=script, filename=filename,
+                                      options=options, title=title, scenes=scenes,
+                                      now=time.time())  # fmt: skip
         job = await self.get_job(job_id)
         assert job is not None
         return job
@@ -229,18 +249,6 @@ class Store:
 
     async def recent_jobs(self, limit: int = 20) -> list[Job]:
         return await self._jobs("ORDER BY id DESC LIMIT ?", (limit,))
-
-    async def count_active(self, *, user_id: int | None = None) -> int:
-        """Jobs queued or running (the queue limits). A job waiting for review holds no
-        render slot, so it does not count."""
-        sql = "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')"
-        params: tuple[Any, ...] = ()
-        if user_id is not None:
-            sql += " AND user_id = ?"
-            params = (user_id,)
-        async with self._db.execute(sql, params) as cursor:
-            row = await cursor.fetchone()
-        return int(row[0]) if row else 0
 
     async def set_state(
         self, job_id: int, state: JobState, *, error: str | None = None, output: str | None = None
@@ -310,6 +318,12 @@ class Store:
             f"UPDATE scenes SET {kind} = ? WHERE job_id = ? AND number = ?",
             (path, job_id, number),
         )
+        # Every version's files, for /forget (a scene's row holds only the latest).
+        await self._db.execute(
+            "INSERT OR IGNORE INTO job_files (job_id, path)"
+            " SELECT ?, ? WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ?)",
+            (job_id, path, job_id),
+        )
 
     async def set_scene_message(
         self, job_id: int, number: int, message_id: int, version: int
@@ -319,6 +333,17 @@ class Store:
             "UPDATE scenes SET image_message_id = ?, posted_version = ?"
             " WHERE job_id = ? AND number = ?",
             (message_id, version, job_id, number),
+        )
+
+    async def record_message(
+        self, job_id: int, channel_id: int, message_id: int, kind: str
+    ) -> None:
+        """The bot posted `message_id` for the job (besides its progress and scene messages):
+        an `image` (a replaced version, a storyboard), a `video` or a `notice`."""
+        await self._db.execute(
+            "INSERT OR IGNORE INTO job_messages (job_id, channel_id, message_id, kind)"
+            " SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ?)",
+            (job_id, channel_id, message_id, kind, job_id),
         )
 
     async def update_scene(self, job_id: int, number: int, *, new_version: bool = False,
@@ -357,36 +382,10 @@ class Store:
         the job has failed, the version its message still shows (the newer one was never
         made) — and the job is not being rendered right now (its plan is read once it is
         running). None if nothing changed."""
-        revisable = ",".join(f"'{s.value}'" for s in REVISABLE)
         async with self._transaction() as db:
-            async with db.execute(
-                "UPDATE scenes SET seed = ?, image_prompt = ?, negative_prompt = ?, approved = 0,"
-                " version = version + 1 WHERE job_id = ? AND number = ?"
-                " AND (version = ? OR (posted_version = ?"
-                "      AND EXISTS (SELECT 1 FROM jobs WHERE id = ? AND state = 'failed')))"
-                f" AND EXISTS (SELECT 1 FROM jobs WHERE id = ? AND state IN ({revisable}))"
-                f" RETURNING {', '.join(_SCENE_COLUMNS)}",
-                (
-                    seed,
-                    image_prompt,
-                    negative_prompt,
-                    job_id,
-                    number,
-                    version,
-                    version,
-                    job_id,
-                    job_id,
-                ),
-            ) as cursor:
-                row = await cursor.fetchone()
-            if row is None:
-                return None
-            await db.execute(
-                "UPDATE jobs SET state = 'queued', started_at = NULL, finished_at = NULL,"
-                " error = NULL WHERE id = ? AND state IN ('review', 'done', 'failed')",
-                (job_id,),
-            )
-        return _scene(row)
+            return await revise_scene_in(db, job_id, number, version, seed=seed,
+                                         image_prompt=image_prompt,
+                                         negative_prompt=negative_prompt)  # fmt: skip
 
     async def approve_scene(self, job_id: int, number: int, version: int) -> bool:
         """Approve `version` of a scene; False if it is not the scene's version any more, it
@@ -431,6 +430,69 @@ class Store:
         )
         job = await self.get_job(job_id)
         return job.state if job is not None else JobState.CANCELLED
+
+
+async def insert_job(
+    db: aiosqlite.Connection,
+    *,
+    guild_id: int | None,
+    channel_id: int,
+    user_id: int,
+    script: str,
+    filename: str,
+    options: JobOptions,
+    title: str,
+    scenes: Sequence[NewScene],
+    now: float,
+) -> int:
+    """Insert a queued job and its scenes (inside the caller's transaction); its id."""
+    cursor = await db.execute(
+        "INSERT INTO jobs (guild_id, channel_id, user_id, script, filename, options,"
+        " title, scene_count, state, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        (guild_id, channel_id, user_id, script, filename, options.model_dump_json(),
+         title, len(scenes), JobState.QUEUED.value, now),
+    )  # fmt: skip
+    job_id = cursor.lastrowid
+    assert job_id is not None
+    await db.executemany(
+        "INSERT INTO scenes (job_id, number, seed, image_prompt, negative_prompt)"
+        " VALUES (?,?,?,?,?)",
+        [(job_id, s.number, s.seed, s.image_prompt, s.negative_prompt) for s in scenes],
+    )
+    return job_id
+
+
+async def revise_scene_in(
+    db: aiosqlite.Connection,
+    job_id: int,
+    number: int,
+    version: int,
+    *,
+    seed: int,
+    image_prompt: str,
+    negative_prompt: str,
+) -> SceneRecord | None:
+    """`Store.revise_scene`'s two statements, inside the caller's transaction."""
+    revisable = ",".join(f"'{s.value}'" for s in REVISABLE)
+    async with db.execute(
+        "UPDATE scenes SET seed = ?, image_prompt = ?, negative_prompt = ?, approved = 0,"
+        " version = version + 1 WHERE job_id = ? AND number = ?"
+        " AND (version = ? OR (posted_version = ?"
+        "      AND EXISTS (SELECT 1 FROM jobs WHERE id = ? AND state = 'failed')))"
+        f" AND EXISTS (SELECT 1 FROM jobs WHERE id = ? AND state IN ({revisable}))"
+        f" RETURNING {', '.join(_SCENE_COLUMNS)}",
+        (seed, image_prompt, negative_prompt, job_id, number, version, version, job_id,
+         job_id),
+    ) as cursor:  # fmt: skip
+        row = await cursor.fetchone()
+    if row is None:
+        return None
+    await db.execute(
+        "UPDATE jobs SET state = 'queued', started_at = NULL, finished_at = NULL,"
+        " error = NULL WHERE id = ? AND state IN ('review', 'done', 'failed')",
+        (job_id,),
+    )
+    return _scene(row)
 
 
 def _scene(row: aiosqlite.Row) -> SceneRecord:

@@ -128,6 +128,10 @@ class StorageConfig(ConfigSection):
     data_dir: Path = Path("data")
     # Size cap of the artifact cache; least recently used artifacts are removed past it.
     cache_max_mb: int = Field(4096, ge=50)
+    # The bot's job records (scripts, review history, uploaded music, kept videos) are
+    # removed this many days after the job ended; 0 keeps them until /forget. (The CLI keeps
+    # nothing but the cache.)
+    keep_days: int = Field(30, ge=0)
 
 
 class LimitsConfig(ConfigSection):

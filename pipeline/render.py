@@ -36,7 +36,7 @@ from .events import (
     Status,
 )
 from .image_slot import ImageSlot, stop_grace
-from .images import ImageProvider, make_images
+from .images import ImageProvider, ImageRequest, make_images
 from .media import probe_duration
 from .plan import RenderPlan, ScenePlan
 from .soundtrack import NarrationPart, finish_sound, sound_pass_needed
@@ -45,7 +45,14 @@ from .tts import TTSProvider, make_tts
 from .tts.base import WordMark, WordTimedTTS
 from .video import ClipSpec, clip_frames, encode_clip, join_clips
 
-__all__ = ["RenderResult", "Renderer", "SceneArtifacts", "render_plan"]
+__all__ = [
+    "RenderResult",
+    "Renderer",
+    "SceneArtifacts",
+    "image_key",
+    "images_to_make",
+    "render_plan",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -286,7 +293,7 @@ class Renderer:
 
     async def _image(self, scene: ScenePlan) -> Path:
         request = scene.image
-        key = content_key("image", provider=self.images.name, **vars(request) | {"scene": 0})
+        key = image_key(self.images.name, request)
         seed = request.seed
         limits = self.settings.limits
         cached = self.cache.lookup("image", key, ".png")
@@ -446,6 +453,26 @@ def _first_scene_failure(group: BaseExceptionGroup) -> BaseException:
     if failures:
         return min(failures, key=lambda f: f.scene)
     return others[0]
+
+
+def image_key(provider: str, request: ImageRequest) -> str:
+    """The cache key of the image `provider` makes for `request` (the scene number is not
+    part of it: the same prompt and seed in another scene is the same image)."""
+    return content_key("image", provider=provider, **vars(request) | {"scene": 0})
+
+
+def images_to_make(plan: RenderPlan, cache: ArtifactCache, provider: str) -> list[int]:
+    """The scenes of `plan` whose image is not in the cache: each will be one image request
+    (a paid one, with a paid provider). Reads the cache without touching it."""
+    return [
+        scene.number
+        for scene in plan.scenes
+        if not _exists(cache.path("image", image_key(provider, scene.image), ".png"))
+    ]
+
+
+def _exists(path: Path) -> bool:
+    return path.is_file() and path.stat().st_size > 0
 
 
 async def render_plan(

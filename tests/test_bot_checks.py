@@ -1,9 +1,9 @@
-"""Checks, rate limits, the central error words, intents and start-up refusals."""
+"""Checks, the central error words, intents and start-up refusals (the rate limits are in
+tests/test_admission.py)."""
 
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 
 import pytest
@@ -11,52 +11,12 @@ from discord import app_commands
 
 from bot.__main__ import RedactToken, main
 from bot.app import GENERIC_FAILURE, bot_intents, user_message
-from bot.checks import RateLimited, Refusal, RenderRateLimits, SlidingWindow
+from bot.checks import Refusal
 from bot.cogs.render import RenderCog
-from bot.config import RateLimitConfig
 from bot.jobs import QueueFull
 from pipeline.errors import ScriptError
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_a_sliding_window_allows_limit_hits_per_window() -> None:
-    clock = Clock()
-    window = SlidingWindow(2, 60.0, clock=clock)
-    assert window.retry_after("u") == 0
-    window.hit("u")
-    clock.now += 10
-    window.hit("u")
-    assert window.retry_after("u") == pytest.approx(50.0)  # the first hit expires first
-    assert window.retry_after("someone else") == 0
-    clock.now += 50
-    assert window.retry_after("u") == 0
-
-
-def test_render_rate_limits_say_who_hit_which_limit_and_when_to_retry() -> None:
-    clock = Clock()
-    limits = RenderRateLimits(RateLimitConfig(per_user=2, per_guild=3, window=3600), clock=clock)
-    limits.record(1, 9)
-    limits.record(1, 9)
-    with pytest.raises(RateLimited) as by_user:
-        limits.check(1, 9)
-    assert by_user.value.retry_after == pytest.approx(3600)
-    assert "You have started 2 renders in the last 60 minutes" in str(by_user.value)
-    assert re.search(r"another in about 60 minutes \(<t:\d+:t>\)", str(by_user.value))
-    limits.check(2, 9)  # someone else may still render
-    limits.record(2, 9)
-    clock.now += 1800
-    with pytest.raises(RateLimited, match="This server has started 3 renders"):
-        limits.check(3, 9)
-    limits.check(3, 10)  # another server is not affected
 
 
 def test_render_checks_run_allowlists_first_and_the_rate_limit_last() -> None:

@@ -179,9 +179,10 @@ class RenderCog(commands.Cog):
             request = dataclasses.replace(
                 request, options=options.model_copy(update={"music": str(saved)})
             )
-        job = await self.bot.runner.submit(request)  # ScriptError, QueueFull, UserLimitReached
+        # The one way in (bot/admission.py): ScriptError, or a refusal naming the limit. Music
+        # saved for a refused render is removed by the keep_days sweep (bot/retention.py).
+        job = await self.bot.runner.submit(request)
         self.bot.presenters.announce(job)  # before any await: the runner may start it next
-        self.bot.render_limits.record(interaction.user.id, interaction.guild_id)
         await answer(interaction, await self._queued_text(job))
 
     async def _save_music(self, attachment: discord.Attachment) -> Path:

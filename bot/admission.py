@@ -1,0 +1,431 @@
+"""Admission: the one way work enters the render queue, checked and recorded in one step.
+
+    /render with a file ─┐
+    the paste form ──────┼─► JobRunner.submit ───────► Admission.admit_render ──┐
+    (a Retry button, /draft → Render: the same call)                            ├─► one store
+    Regenerate, Edit prompt ─► JobRunner.revise_scene ─► Admission.admit_revision┘   transaction
+
+Each admission is one `BEGIN IMMEDIATE` transaction: it counts what the limits count, decides,
+and (if let in) writes the job or the scene's new version *and* an `admissions` row, before
+any other connection — another task, or another bot process on the same store file — can
+count. A burst of taps therefore gets exactly the limit, never the limit plus the burst.
+
+What is counted, all from the store (so it holds across restarts and processes):
+- `[queue] max_total` and `per_user_limit`: jobs queued or running (a job waiting for review
+  holds no render slot).
+- `[rate_limit] per_user` and `per_guild`: render admissions within `window` seconds. A refused
+  render writes nothing, so it does not count; a regeneration is not a render.
+- `[rate_limit] images_per_day` and `images_per_user_per_day` (UTC days): paid image requests
+  made today (`image_requests`, written by `ImageMeter` as each request succeeds; an image
+  found in the cache is free) plus the images still held by queued or running work (each
+  admission reserves the images its scenes need that are not in the cache, until its run ends).
+
+A review job queued again by its last approval is the same job: it is not admitted again, so
+it is never counted or refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+import aiosqlite
+
+from pipeline.errors import ReelbotError
+from pipeline.events import ProgressEvent, SceneEvent, Stage, Status
+
+from .config import QueueConfig, RateLimitConfig
+from .store import Job, JobOptions, NewScene, SceneRecord, Store, insert_job, revise_scene_in
+
+__all__ = [
+    "DAY",
+    "Admission",
+    "AdmissionRefused",
+    "Clock",
+    "ImageBudgetSpent",
+    "ImageMeter",
+    "ImageUse",
+    "JobRequest",
+    "QueueFull",
+    "RateLimited",
+    "UserLimitReached",
+    "day_start",
+    "duration_words",
+    "month_start",
+]
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+DAY = 86400.0
+ACTIVE = "('queued', 'running')"  # states that hold a render slot (and their images)
+
+
+# ------------------------------------------------------------ refusals
+
+
+class AdmissionRefused(ReelbotError):
+    """A limit said no. The message names the limit; `retry_after` is the seconds until it
+    may say yes (None: when something else finishes)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class QueueFull(AdmissionRefused):
+    pass
+
+
+class UserLimitReached(AdmissionRefused):
+    pass
+
+
+class RateLimited(AdmissionRefused):
+    pass
+
+
+class ImageBudgetSpent(AdmissionRefused):
+    pass
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    guild_id: int | None
+    channel_id: int
+    user_id: int
+    script: str
+    filename: str
+    options: JobOptions
+
+
+# ------------------------------------------------------------ counting
+
+
+@dataclass(frozen=True)
+class ImageUse:
+    made: int  # paid image requests made today
+    held: int  # images reserved by queued or running work, not requested yet
+
+    @property
+    def used(self) -> int:
+        return self.made + self.held
+
+
+def day_start(now: float) -> float:
+    """Midnight (UTC) at the start of `now`'s day."""
+    return now - now % DAY
+
+
+def month_start(now: float) -> float:
+    moment = datetime.fromtimestamp(now, UTC)
+    return moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
+async def image_use(
+    db: aiosqlite.Connection, who: Literal["guild_id", "user_id"], value: int, now: float
+) -> ImageUse:
+    """A server's or a person's images today: requests made, and images held."""
+    made = await _count(
+        db, f"SELECT COUNT(*) FROM image_requests WHERE {who} = ? AND at >= ?",
+        (value, day_start(now)),
+    )  # fmt: skip
+    # Per job: what its open admissions reserved, less what it has requested since the first.
+    held = await _count(
+        db,
+        "SELECT COALESCE(SUM(MAX(0, o.images - (SELECT COUNT(*) FROM image_requests r"
+        "   WHERE r.job_id = o.job_id AND r.at >= o.since))), 0)"
+        " FROM (SELECT a.job_id, SUM(a.images) AS images, MIN(a.at) AS since"
+        "   FROM admissions a JOIN jobs j ON j.id = a.job_id"
+        f"  WHERE a.settled_at IS NULL AND j.state IN {ACTIVE} AND a.{who} = ?"
+        "   GROUP BY a.job_id) o",
+        (value,),
+    )
+    return ImageUse(made, held)
+
+
+async def _count(db: aiosqlite.Connection, sql: str, params: Sequence[object]) -> int:
+    async with db.execute(sql, params) as cursor:
+        row = await cursor.fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+async def _recent_renders(
+    db: aiosqlite.Connection, who: Literal["guild_id", "user_id"], value: int, since: float,
+    limit: int,
+) -> list[float]:  # fmt: skip
+    """When the newest `limit` render admissions within the window were made, newest first."""
+    async with db.execute(
+        f"SELECT at FROM admissions WHERE kind = 'render' AND {who} = ? AND at > ?"
+        " ORDER BY at DESC LIMIT ?",
+        (value, since, limit),
+    ) as cursor:
+        return [float(row[0]) for row in await cursor.fetchall()]
+
+
+# ------------------------------------------------------------ the words
+
+
+def duration_words(seconds: float) -> str:
+    seconds = max(1, round(seconds))
+    if seconds < 90:
+        return f"{seconds} seconds"
+    minutes = round(seconds / 60)
+    if minutes < 90:
+        return f"{minutes} minutes"
+    hours = seconds / 3600
+    return f"{hours:.0f} hours" if hours >= 1.5 else "an hour"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def _tomorrow(now: float) -> str:
+    return f"after midnight UTC (<t:{int(day_start(now) + DAY)}:t>)"
+
+
+# ------------------------------------------------------------ admission
+
+
+class Admission:
+    """Checks and records admissions in the store (see the module's docstring)."""
+
+    def __init__(
+        self, store: Store, queue: QueueConfig, rates: RateLimitConfig, *, clock: Clock
+    ) -> None:
+        self.store = store
+        self.queue = queue
+        self.rates = rates
+        self.clock = clock
+
+    async def admit_render(
+        self, request: JobRequest, *, title: str, scenes: Sequence[NewScene], images: int
+    ) -> int:
+        """Queue a new job if every limit allows it (`images`: the paid images its scenes
+        need); its id. Raises an AdmissionRefused naming the limit otherwise."""
+        job_id: int | None = None
+        async with self.store.transaction() as db:
+            now = self.clock()
+            refusal = (
+                await self._rate_refusal(db, request.user_id, request.guild_id, now)
+                or await self._queue_refusal(db, request.user_id)
+                or await self._render_budget_refusal(db, request, len(scenes), images, now)
+            )
+            if refusal is None:
+                job_id = await insert_job(
+                    db, guild_id=request.guild_id, channel_id=request.channel_id,
+                    user_id=request.user_id, script=request.script, filename=request.filename,
+                    options=request.options, title=title, scenes=scenes, now=now,
+                )  # fmt: skip
+                await _record(db, "render", job_id, request.guild_id, request.user_id, now,
+                              scenes=len(scenes), images=images)  # fmt: skip
+        if refusal is not None:  # raised after the commit: see Store.transaction
+            raise refusal
+        assert job_id is not None
+        return job_id
+
+    async def admit_revision(
+        self,
+        job: Job,
+        number: int,
+        version: int,
+        *,
+        seed: int,
+        image_prompt: str,
+        negative_prompt: str,
+        images: int,
+    ) -> SceneRecord | None:
+        """Make the next version of a scene (see `Store.revise_scene`) if the image budgets
+        allow the `images` it needs; None if the scene or the job moved on. A revision is not
+        a render: the queue limits and rate windows do not apply."""
+        refusal: AdmissionRefused | None = None
+        revised: SceneRecord | None = None
+        async with self.store.transaction() as db:
+            now = self.clock()
+            refusal = await self._budget_refusal(
+                db, job.guild_id, job.user_id, images, now,
+                need=f"Making scene {number} again needs {_new_images(images)}",
+            )  # fmt: skip
+            if refusal is None:
+                revised = await revise_scene_in(db, job.id, number, version, seed=seed,
+                                                image_prompt=image_prompt,
+                                                negative_prompt=negative_prompt)  # fmt: skip
+                if revised is not None:
+                    await _record(db, "revision", job.id, job.guild_id, job.user_id, now,
+                                  scenes=1, images=images)  # fmt: skip
+        if refusal is not None:
+            raise refusal
+        return revised
+
+    async def peek(self, user_id: int, guild_id: int | None) -> None:
+        """The rate windows only, read without recording anything: a courtesy before the
+        paste form opens or a file is downloaded. `admit_render` is what counts."""
+        async with self.store.transaction() as db:  # a consistent read, like the real one
+            refusal = await self._rate_refusal(db, user_id, guild_id, self.clock())
+        if refusal is not None:
+            raise refusal
+
+    async def settle(self, job_id: int, *, admitted_by: float) -> None:
+        """A run of the job has ended: the admissions it covered (made before it started at
+        `admitted_by`) hold no images any more; what it really requested is counted."""
+        async with self.store.transaction() as db:
+            await db.execute(
+                "UPDATE admissions SET settled_at = ?"
+                " WHERE job_id = ? AND settled_at IS NULL AND at <= ?",
+                (self.clock(), job_id, admitted_by),
+            )
+
+    # ------------------------------------------------------------ the limits
+
+    async def _rate_refusal(
+        self, db: aiosqlite.Connection, user_id: int, guild_id: int | None, now: float
+    ) -> RateLimited | None:
+        rates = self.rates
+        since = now - rates.window
+        window = duration_words(rates.window)
+        user = await _recent_renders(db, "user_id", user_id, since, rates.per_user)
+        waits: list[tuple[float, str]] = []
+        if len(user) >= rates.per_user:
+            why = f"You have started {rates.per_user} renders in the last {window}"
+            waits.append((user[-1] + rates.window - now, why))
+        if guild_id is not None:
+            guild = await _recent_renders(db, "guild_id", guild_id, since, rates.per_guild)
+            if len(guild) >= rates.per_guild:
+                why = f"This server has started {rates.per_guild} renders in the last {window}"
+                waits.append((guild[-1] + rates.window - now, why))
+        if not waits:
+            return None
+        wait, why = max(waits)
+        when = int(now + wait) + 1
+        return RateLimited(
+            f"{why}, the limit. You can start another in about {duration_words(wait)} "
+            f"(<t:{when}:t>).",
+            wait,
+        )
+
+    async def _queue_refusal(
+        self, db: aiosqlite.Connection, user_id: int
+    ) -> AdmissionRefused | None:
+        queue = self.queue
+        everyone = await _count(db, f"SELECT COUNT(*) FROM jobs WHERE state IN {ACTIVE}", ())
+        if everyone >= queue.max_total:
+            return QueueFull(
+                f"the render queue is full ({queue.max_total} jobs); try again when one finishes"
+            )
+        mine = await _count(
+            db, f"SELECT COUNT(*) FROM jobs WHERE state IN {ACTIVE} AND user_id = ?", (user_id,)
+        )
+        if mine >= queue.per_user_limit:
+            return UserLimitReached(
+                f"you already have {queue.per_user_limit} renders queued or running "
+                f"(the limit per person); wait for one to finish or cancel one with /cancel"
+            )
+        return None
+
+    async def _render_budget_refusal(
+        self, db: aiosqlite.Connection, request: JobRequest, scenes: int, images: int,
+        now: float,
+    ) -> ImageBudgetSpent | None:  # fmt: skip
+        made = scenes - images
+        need = f"This script's {_plural(scenes, 'scene')} need {_new_images(images)}"
+        if made:
+            need += f" ({made:,} {'is' if made == 1 else 'are'} made already)"
+        return await self._budget_refusal(db, request.guild_id, request.user_id, images, now,
+                                          need=need, hint="try a shorter script, or ")  # fmt: skip
+
+    async def _budget_refusal(
+        self,
+        db: aiosqlite.Connection,
+        guild_id: int | None,
+        user_id: int,
+        images: int,
+        now: float,
+        *,
+        need: str,
+        hint: str = "",
+    ) -> ImageBudgetSpent | None:
+        if images <= 0:
+            return None  # everything is in the cache: free, whatever the budget says
+        rates = self.rates
+        checks: list[tuple[int, Literal["guild_id", "user_id"], int, str]] = []
+        if rates.images_per_day and guild_id is not None:
+            checks.append((rates.images_per_day, "guild_id", guild_id, "this server has"))
+        if rates.images_per_user_per_day:
+            checks.append((rates.images_per_user_per_day, "user_id", user_id, "you have"))
+        for budget, who, value, subject in checks:
+            left = max(0, budget - (await image_use(db, who, value, now)).used)
+            if images > left:
+                whose = "its" if who == "guild_id" else "your"
+                have = f"{left:,} of {whose} {budget:,} images left today"
+                return ImageBudgetSpent(
+                    f"{need}, but {subject} {have}; {hint}try again {_tomorrow(now)}",
+                    day_start(now) + DAY - now,
+                )
+        return None
+
+
+def _new_images(n: int) -> str:
+    return "a new image" if n == 1 else f"{n:,} new images"
+
+
+async def _record(
+    db: aiosqlite.Connection,
+    kind: Literal["render", "revision"],
+    job_id: int,
+    guild_id: int | None,
+    user_id: int,
+    now: float,
+    *,
+    scenes: int,
+    images: int,
+) -> None:
+    await db.execute(
+        "INSERT INTO admissions (kind, job_id, guild_id, user_id, at, scenes, images)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (kind, job_id, guild_id, user_id, now, scenes, images),
+    )
+
+
+# ------------------------------------------------------------ the real requests
+
+
+class ImageMeter:
+    """Counts a run's paid image requests as they succeed (an image DONE event; a CACHED one
+    is free), writing each to the store off the event callback, in order."""
+
+    def __init__(self, store: Store, job: Job, *, clock: Clock = time.time) -> None:
+        self.store = store
+        self.job = job
+        self.clock = clock
+        self._pending: list[Awaitable[None]] = []
+
+    def see(self, event: ProgressEvent) -> None:
+        if (
+            isinstance(event, SceneEvent)
+            and event.stage is Stage.IMAGE
+            and event.status is Status.DONE
+            and event.scene > 0
+        ):
+            write = self._record(event.scene, self.clock())
+            self._pending.append(self.store.must_finish(write))
+
+    async def _record(self, scene: int, at: float) -> None:
+        async with self.store.transaction() as db:
+            await db.execute(
+                "INSERT INTO image_requests (job_id, guild_id, user_id, scene, at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (self.job.id, self.job.guild_id, self.job.user_id, scene, at),
+            )
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if pending:
+            results = await asyncio.gather(*pending, return_exceptions=True)
+            for error in (r for r in results if isinstance(r, BaseException)):
+                log.error("job %d: an image request was not counted: %s", self.job.id, error)
