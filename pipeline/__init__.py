@@ -10,6 +10,7 @@ from .config import Settings, load_settings
 from .errors import (
     ConfigError,
     ImageError,
+    InputError,
     MediaError,
     ProviderError,
     ReelbotError,
@@ -26,6 +27,7 @@ __all__ = [
     "Aspect",
     "ConfigError",
     "ImageError",
+    "InputError",
     "JobDone",
     "JobFailed",
     "JobStarted",

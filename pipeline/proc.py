@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import os
 from collections.abc import Sequence
 from typing import Literal
 
 from .errors import MediaError
 
-__all__ = ["run_program"]
+__all__ = ["known_reason", "run_program"]
+
+# Reasons a program's stderr may give that a user can act on, in the system's own words: they
+# are put in the message (its stderr, with machine paths, goes to the log only).
+_OS_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG, errno.EIO)
+_REASONS = (
+    *(os.strerror(code) for code in _OS_ERRORS),
+    "Invalid data found when processing input",
+)
 
 
 async def run_program(
@@ -45,8 +55,17 @@ async def run_program(
         raise
     if process.returncode != 0:
         tail = stderr.decode("utf-8", "replace").strip()[-2000:]
-        raise MediaError(f"{what} failed (exit code {process.returncode})", detail=tail)
+        reason = known_reason(tail)
+        message = f"{what} failed (exit code {process.returncode})"
+        raise MediaError(f"{message}: {reason}" if reason else message, detail=tail,
+                         returncode=process.returncode)  # fmt: skip
     return stdout if output == "stdout" else stderr
+
+
+def known_reason(log: str) -> str | None:
+    """The last reason in `log` that a user can act on ("No space left on device"), if any."""
+    found = [(log.rfind(reason), reason) for reason in _REASONS if reason in log]
+    return max(found)[1] if found else None
 
 
 async def _kill(process: asyncio.subprocess.Process) -> None:

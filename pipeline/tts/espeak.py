@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -21,6 +22,9 @@ from .base import WordMark
 
 ESPEAK_DEFAULT_WPM = 175
 HELPER = Path(_espeak_words.__file__)
+# The helper's exit statuses that come with one plain line on stderr (see its docstring).
+HELPER_PLAIN_EXITS = frozenset({2, 3, 4, 5})
+log = logging.getLogger(__name__)
 
 
 class EspeakTTS:
@@ -79,10 +83,20 @@ class EspeakTTS:
                 argv, what="espeak-ng", timeout=self.timeout, stdin=text.encode("utf-8")
             )
         except MediaError as exc:
-            raise TTSError(f"{exc}: {exc.detail[-300:]}".rstrip(": ")) from None
+            raise _speech_error(exc, helper=argv[0] == sys.executable) from None
         if not self._has_library():
             return None
         return parse_word_report(report)
+
+
+def _speech_error(exc: MediaError, *, helper: bool) -> TTSError:
+    """The helper's one plain line, or espeak-ng's last; anything longer (a traceback, with
+    machine paths) goes to the log, and the user reads the reason found in it."""
+    log.debug("espeak-ng failed: %s", exc.detail)
+    lines = exc.detail.strip().splitlines()
+    if lines and (exc.returncode in HELPER_PLAIN_EXITS if helper else len(lines) == 1):
+        return TTSError(f"espeak-ng: {lines[-1][:300]}")
+    return TTSError(str(exc))
 
 
 def parse_word_report(report: bytes) -> list[WordMark]:
