@@ -16,6 +16,7 @@ __all__ = ["known_reason", "run_program"]
 # Reasons a program's stderr may give that a user can act on, in the system's own words: they
 # are put in the message (its stderr, with machine paths, goes to the log only).
 _OS_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG, errno.EIO)
+_WRITE_FAILURES = tuple(os.strerror(code) for code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG))
 _REASONS = (
     *(os.strerror(code) for code in _OS_ERRORS),
     "Invalid data found when processing input",
@@ -53,12 +54,17 @@ async def run_program(
         if isinstance(exc, TimeoutError):
             raise MediaError(f"{what} took longer than {timeout:.0f} s and was stopped") from None
         raise
+    tail = stderr.decode("utf-8", "replace").strip()[-2000:]
     if process.returncode != 0:
-        tail = stderr.decode("utf-8", "replace").strip()[-2000:]
         reason = known_reason(tail)
         message = f"{what} failed (exit code {process.returncode})"
         raise MediaError(f"{message}: {reason}" if reason else message, detail=tail,
                          returncode=process.returncode)  # fmt: skip
+    # ffmpeg 5.1 exits 0 when writing the trailer fails ("Error writing trailer of ...: No
+    # space left on device"): its output is then cut short. A write error is a failure.
+    lost = next((r for r in _WRITE_FAILURES if r in tail), None)
+    if lost is not None:
+        raise MediaError(f"{what} failed: {lost}", detail=tail, returncode=0)
     return stdout if output == "stdout" else stderr
 
 
