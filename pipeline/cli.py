@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -169,7 +170,7 @@ def _render(args: argparse.Namespace) -> int:
         if live is not None:
             live.update(_table(progress, time.monotonic() - started))
         if args.timeline is not None and events:  # after a failure too: it shows where
-            _write_timeline(events, args.timeline)
+            _write_timeline(events, args.timeline, settings.storage.data_dir)
     done = next(e for e in reversed(result.events) if isinstance(e, JobDone))
     console.print(
         f"[green]✓[/] {escape(str(done.output))}  {done.duration:.1f} s of video, "
@@ -179,7 +180,9 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_timeline(events: list[ProgressEvent], path: Path) -> None:
+def _write_timeline(events: list[ProgressEvent], path: Path, data_dir: Path) -> None:
+    # matplotlib keeps a font cache; in the data folder, like every file reelbot makes.
+    os.environ.setdefault("MPLCONFIGDIR", str((data_dir / "matplotlib").resolve()))
     from .timeline import draw_timeline  # matplotlib loads only when a timeline is asked for
 
     try:

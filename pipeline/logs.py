@@ -87,6 +87,8 @@ def setup_logging(verbosity: int, *, secrets: Iterable[tuple[str, str]] = ()) ->
     root.handlers[:] = [handler]
     root.setLevel(level)
     quiet_http_logs(debug=level <= logging.DEBUG)
+    for chatty in ("asyncio", "PIL", "matplotlib"):  # their DEBUG is about themselves
+        logging.getLogger(chatty).setLevel(max(level, logging.INFO))
 
 
 def quiet_http_logs(*, debug: bool) -> None:
@@ -94,5 +96,3 @@ def quiet_http_logs(*, debug: bool) -> None:
     httpcore's trace holds headers: never shown."""
     logging.getLogger("httpx").setLevel(logging.INFO if debug else logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
-    for chatty in ("asyncio", "PIL", "matplotlib"):  # their DEBUG is about themselves
-        logging.getLogger(chatty).setLevel(logging.INFO)

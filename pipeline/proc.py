@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import errno
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from .errors import MediaError
@@ -30,12 +30,13 @@ async def run_program(
     timeout: float,
     stdin: bytes | None = None,
     output: Literal["stdout", "stderr"] = "stdout",
+    env: Mapping[str, str] | None = None,
 ) -> bytes:
     """Run `argv`, return its stdout (or its stderr, where ffmpeg writes measurements such as
     loudnorm's). Raises MediaError naming `what` on failure or timeout.
 
     If the awaiting task is cancelled, the process is killed and reaped before the
-    cancellation propagates.
+    cancellation propagates. `env`: variables set for the program, beside the inherited ones.
     """
     try:
         process = await asyncio.create_subprocess_exec(
@@ -43,6 +44,7 @@ async def run_program(
             stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, **env} if env else None,
         )
     except FileNotFoundError:
         raise MediaError(f"{argv[0]} is not installed (run `reelbot doctor`)") from None

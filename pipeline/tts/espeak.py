@@ -25,6 +25,10 @@ HELPER = Path(_espeak_words.__file__)
 # The helper's exit statuses that come with one plain line on stderr (see its docstring).
 HELPER_PLAIN_EXITS = frozenset({2, 3, 4, 5})
 log = logging.getLogger(__name__)
+# libespeak-ng opens an audio device through pcaudiolib even when it only writes WAVs, and
+# PulseAudio's client then makes runtime folders in $HOME/.config and $TMPDIR. A server address
+# that cannot exist (/dev/null is no folder) keeps it from trying: nothing is written there.
+NO_SOUND_SERVER = {"PULSE_SERVER": "unix:/dev/null/reelbot-plays-no-sound"}
 
 
 class EspeakTTS:
@@ -39,7 +43,7 @@ class EspeakTTS:
         """Language codes, voice names and voice files espeak-ng knows, lower-cased."""
         if self._voice_names is None:
             listing = await run_program(["espeak-ng", "--voices"], what="espeak-ng --voices",
-                                        timeout=30)  # fmt: skip
+                                        timeout=30, env=NO_SOUND_SERVER)  # fmt: skip
             names: set[str] = set()
             for row in listing.decode("utf-8", "replace").splitlines()[1:]:
                 columns = row.split()
@@ -79,9 +83,8 @@ class EspeakTTS:
             # Text goes in on stdin, so nothing the user wrote can be read as an option.
             argv = ["espeak-ng", "-v", voice, "-s", str(wpm), "-w", str(out)]
         try:
-            report = await run_program(
-                argv, what="espeak-ng", timeout=self.timeout, stdin=text.encode("utf-8")
-            )
+            report = await run_program(argv, what="espeak-ng", timeout=self.timeout,
+                                       stdin=text.encode("utf-8"), env=NO_SOUND_SERVER)  # fmt: skip
         except MediaError as exc:
             raise _speech_error(exc, helper=argv[0] == sys.executable) from None
         if not self._has_library():
