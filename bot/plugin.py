@@ -19,6 +19,8 @@ def register(commands: SubCommands) -> None:
     """Add `reelbot bot` to the pipeline's command line (entry point `reelbot.commands`)."""
     parser = commands.add_parser("bot", help="run the Discord bot")
     parser.add_argument("--config", help="a config.toml")
+    parser.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                        help="log in detail (DEBUG; the default is INFO)")  # fmt: skip
     parser.set_defaults(run=_run)
 
 

@@ -16,6 +16,7 @@ from .errors import (
     ReelbotError,
     SceneFailed,
     ScriptError,
+    StorageError,
     TTSError,
 )
 from .events import JobDone, JobFailed, JobStarted, ProgressEvent, SceneEvent, Stage, Status
@@ -48,6 +49,7 @@ __all__ = [
     "Size",
     "Stage",
     "Status",
+    "StorageError",
     "TTSError",
     "load_settings",
     "parse_script",

@@ -27,10 +27,10 @@ from rich.table import Table
 from .aspect import Aspect
 from .config import load_settings
 from .doctor import run_doctor
-from .errors import InputError, ReelbotError, SceneFailed
+from .errors import InputError, ReelbotError, SceneFailed, StorageError
 from .events import JobDone, ProgressEvent, Status
 from .logs import setup_logging
-from .places import check_data_dir, check_output
+from .places import check_data_dir, check_output, os_reason
 from .plan import plan_render
 from .plugins import front_ends
 from .progress import SCENE_STAGES, RenderProgress
@@ -50,6 +50,7 @@ SYMBOLS = {
     Status.FAILED: "[red]✗ failed[/]",
 }
 console = Console(stderr=True)
+log = logging.getLogger(__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,6 +72,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("[yellow]stopped[/]")
         return 130
+    except OSError as exc:  # a file the render needed, outside the checked places
+        log.debug("render failed", exc_info=True)
+        _say("[red]render failed:[/]", StorageError(os_reason(exc)))
+        return 1
+    except Exception as exc:  # a bug: the traceback is for -vv, the user gets one line
+        log.debug("unexpected error", exc_info=True)
+        _say("[red]unexpected error (a bug; `-vv` shows where):[/]", exc)
+        return 1
 
 
 def _say(label: str, error: Exception) -> None:
@@ -188,7 +197,7 @@ def _write_timeline(events: list[ProgressEvent], path: Path, data_dir: Path) -> 
     try:
         chart = draw_timeline(events, path)
     except Exception as exc:  # the chart is an extra: it never changes the render's outcome
-        logging.getLogger(__name__).debug("drawing the timeline failed", exc_info=True)
+        log.debug("drawing the timeline failed", exc_info=True)
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         console.print(f"[yellow]could not write the timeline {escape(str(path))}:[/] "
                       f"{escape(reason)}", highlight=False)  # fmt: skip

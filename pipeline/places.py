@@ -15,7 +15,7 @@ __all__ = ["check_data_dir", "check_output", "os_reason"]
 
 def os_reason(error: OSError) -> str:
     """What went wrong, in the system's words ("No space left on device"), without a path."""
-    return error.strerror or type(error).__name__
+    return error.strerror or str(error) or type(error).__name__
 
 
 def check_output(path: Path, *, what: str) -> Path:
