@@ -151,11 +151,10 @@ def _render(args: argparse.Namespace) -> int:
     script = parse_script(source, filename=args.script.name, limits=settings.limits)
     plan = plan_render(script, settings, aspect=args.aspect, voice=args.voice, title=args.title,
                        captions=args.captions, music=args.music)  # fmt: skip
-    # Every place the render writes is checked now, not after minutes of work.
+    # Every place the render writes is checked now, not after minutes of work (the timeline
+    # is an extra: it never changes the outcome, and a failure to write it is said after).
     output = check_output(args.output or Path(f"{args.script.stem}.mp4"), what="the video")
     check_data_dir(settings.storage.data_dir)
-    if args.timeline is not None:
-        check_output(args.timeline, what="the timeline")
     if plan.music is not None:
         asyncio.run(check_music(plan.music))
     progress = RenderProgress()

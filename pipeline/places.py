@@ -1,6 +1,6 @@
-"""The places a render writes, checked before any work is done: the video, the timeline and
-the data folder. A folder given where a file belongs, a read-only disk or a missing permission
-is then one line at once, not a traceback after the whole render."""
+"""The places a render writes, checked before any work is done: the video and the data
+folder. A folder given where a file belongs, a read-only disk or a missing permission is then
+one line at once, not a traceback after the whole render."""
 
 from __future__ import annotations
 
