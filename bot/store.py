@@ -7,6 +7,7 @@ applied in order and recorded, so a restart never guesses. Multi-row writes are 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
@@ -159,8 +160,10 @@ class Store:
             store = cls(db)
             await store._migrate()
         except BaseException as exc:
-            # aiosqlite's thread keeps the process alive until the connection is closed.
-            await db.close()
+            # aiosqlite's thread keeps the process alive until the connection is closed (its
+            # own error closing a broken file would hide the one that matters).
+            with contextlib.suppress(Exception):
+                await db.close()
             if isinstance(exc, sqlite3.Error | OSError):
                 raise StoreUnreadable(path, exc) from None
             raise
