@@ -5,7 +5,9 @@
 Start-up as in discord.py's `advanced_startup.py`: our own `asyncio.run(main())` opens the
 HTTP client, the store and the job runner with `async with`, then hands them to the bot.
 SIGTERM / SIGINT stop it gracefully: running renders go back to the queue and resume at the
-next start. Exit status: 0 after a clean stop, 2 for a bad config or a missing/refused token.
+next start. Exit status: 0 after a clean stop; 1 when Discord cannot be reached; 2 for a bad
+config, a missing/refused token or an unreadable store (`<data_dir>/bot.sqlite3`). Each failure
+to start is one line on stderr.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import aiohttp
 import discord
 import discord.gateway
 import discord.http
@@ -26,7 +29,9 @@ import httpx
 import yarl
 
 from pipeline.config import load_settings
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, ReelbotError
+from pipeline.logs import RedactSecrets
+from pipeline.logs import setup_logging as pipeline_logging
 
 from .app import ReelBot
 from .config import BotSettings, DiscordConfig
@@ -34,16 +39,11 @@ from .jobs import JobRunner
 from .presenter import Presenters
 from .store import Store
 
-__all__ = ["main", "point_discord_at", "register", "run_bot"]
+__all__ = ["main", "point_discord_at", "run_bot"]
 
 log = logging.getLogger("bot")
-
-
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `reelbot bot` to the pipeline's command line (entry point `reelbot.commands`)."""
-    parser = commands.add_parser("bot", help="run the Discord bot")
-    parser.add_argument("--config", help="a config.toml")
-    parser.set_defaults(run=lambda args: main(["--config", args.config] if args.config else []))
+# What connecting to Discord raises when it cannot be reached (or answers with a 5xx).
+UNREACHABLE = (aiohttp.ClientError, discord.GatewayNotFound, discord.DiscordServerError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,9 +72,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except discord.LoginFailure:
         print("error: Discord refused the token in DISCORD_TOKEN (was it reset?)", file=sys.stderr)
         return 2
+    except ReelbotError as exc:  # the store cannot be opened
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except UNREACHABLE as exc:
+        log.debug("Discord cannot be reached", exc_info=True)
+        print(f"error: Discord cannot be reached at {settings.discord.api_base} ({_reason(exc)}); "
+              "check the network, or [discord] api_base", file=sys.stderr)  # fmt: skip
+        return 1
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         return 130
     return 0
+
+
+def _reason(error: BaseException) -> str:
+    """A connection failure in a few words (the socket's own, when there is one)."""
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return f"{error.host}:{error.port}: {error.os_error.strerror or 'connection failed'}"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error).splitlines()[0][:200] if str(error) else type(error).__name__
 
 
 def point_discord_at(config: DiscordConfig) -> None:
@@ -86,6 +103,8 @@ def point_discord_at(config: DiscordConfig) -> None:
 
 async def run_bot(settings: BotSettings, token: str) -> None:
     point_discord_at(settings.discord)
+    # The bot never joins a voice channel: no warning about voice libraries at every start.
+    discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
     async with (
         httpx.AsyncClient() as client,
         await Store.open(settings.storage.data_dir / "bot.sqlite3") as store,
@@ -124,30 +143,20 @@ def _stop_on_signals(bot: ReelBot) -> Callable[[], None]:
     return remove
 
 
-class RedactToken(logging.Filter):
+class RedactToken(RedactSecrets):
     """Belt and braces: whatever a library logs, the token is never written out."""
 
     def __init__(self, token: str) -> None:
-        super().__init__()
-        self.token = token
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if self.token in message:
-            record.msg, record.args = message.replace(self.token, "[DISCORD_TOKEN]"), None
-        return True
+        super().__init__([("DISCORD_TOKEN", token)])
 
 
 def setup_logging(token: str, *, verbose: bool = False) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-    handler.addFilter(RedactToken(token))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    """INFO (each job, and each stage of its scenes); DEBUG with --verbose. No token, key or
+    header in any line (pipeline/logs.py)."""
+    pipeline_logging(2 if verbose else 1)
+    logging.getLogger().handlers[0].addFilter(RedactToken(token))
     # discord.py's gateway chatter is noise at INFO unless asked for.
     logging.getLogger("discord").setLevel(logging.DEBUG if verbose else logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 if __name__ == "__main__":

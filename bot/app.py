@@ -127,7 +127,8 @@ class ReelBot(commands.Bot):
     async def close(self) -> None:
         if not self._stopping:
             self._stopping = True
-            log.info("shutting down: running renders go back to the queue")
+            if self.user is not None:  # it had logged in (else the start failed: said once)
+                log.info("shutting down: running renders go back to the queue")
             await self.runner.close()
             await self.presenters.close()
         await super().close()

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, Field, SecretStr
 
 from pipeline.config import ConfigSection, Secrets, Settings
 
-__all__ = ["BotSecrets", "BotSettings", "DiscordConfig", "QueueConfig", "RateLimitConfig"]
+__all__ = [
+    "BOT_SECTIONS",
+    "BotSecrets",
+    "BotSettings",
+    "DiscordConfig",
+    "QueueConfig",
+    "RateLimitConfig",
+]
 
 
 class DiscordConfig(ConfigSection):
@@ -62,3 +69,11 @@ class BotSettings(Settings):
     queue: QueueConfig = QueueConfig()
     rate_limit: RateLimitConfig = RateLimitConfig()
     secrets: BotSecrets = Field(default_factory=BotSecrets, exclude=True)
+
+
+# The tables the bot adds to the config file (bot/plugin.py declares them to `reelbot`).
+BOT_SECTIONS: dict[str, type[BaseModel]] = {
+    name: field.annotation
+    for name, field in BotSettings.model_fields.items()
+    if name not in Settings.model_fields and isinstance(field.annotation, type)
+}

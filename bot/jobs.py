@@ -33,8 +33,15 @@ import httpx
 
 from pipeline.aspect import Aspect
 from pipeline.cache import ArtifactCache
-from pipeline.errors import ReelbotError
-from pipeline.events import JobStarted, ProgressEvent, SceneEvent, Status, event_to_dict
+from pipeline.errors import ReelbotError, SceneFailed
+from pipeline.events import (
+    JobFailed,
+    JobStarted,
+    ProgressEvent,
+    SceneEvent,
+    Status,
+    event_to_dict,
+)
 from pipeline.image_slot import ImageSlot, stop_grace
 from pipeline.images import make_images
 from pipeline.plan import RenderPlan, ScenePlan, plan_render
@@ -423,7 +430,7 @@ class JobRunner:
                            title=options.title, captions=options.captions,
                            music=music)  # fmt: skip
 
-    def renderer(self, on_event: Callable[[ProgressEvent], None]) -> Renderer:
+    def renderer(self, on_event: Callable[[ProgressEvent], None], *, label: str = "") -> Renderer:
         return Renderer(
             self.settings,
             tts=make_tts(self.settings, self.client),
@@ -432,6 +439,7 @@ class JobRunner:
             on_event=on_event,
             image_slot=self.image_slot,
             encoder_slot=self.encoder_slot,
+            label=label,
         )
 
     async def _run(self, job: Job) -> None:
@@ -459,7 +467,8 @@ class JobRunner:
             review_round = job.options.review and not all(r.approved for r in records)
             out = job_video(self.outputs, job.id)
             started = time.monotonic()
-            result = await self.renderer(on_event).render(plan, out, join=not review_round)
+            renderer = self.renderer(on_event, label=f"job {job.id}")
+            result = await renderer.render(plan, out, join=not review_round)
             await recorder.flush()
             self._learn(len(plan.scenes), time.monotonic() - started, result)
             await self.store.save_events(job.id, _events_json(result.events))
@@ -486,6 +495,7 @@ class JobRunner:
             await self._finish(job.id, JobState.QUEUED)  # shutdown: resume on the next start
             raise
         except ReelbotError as exc:
+            log.warning("job %d failed: %s", job.id, _failure(exc, recorder.events))
             await recorder.flush()
             await self.store.save_events(job.id, _events_json(recorder.events))
             await self._finish(job.id, JobState.FAILED, error=str(exc))
@@ -551,6 +561,18 @@ class _ArtifactRecorder:
         pending, self._pending = self._pending, []
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)  # each write must finish
+
+
+def _failure(error: ReelbotError, events: Sequence[ProgressEvent]) -> str:
+    """For the operator's log: the scene and stage that failed, and why, in one line."""
+    failed = next((e for e in reversed(events) if isinstance(e, JobFailed)), None)
+    if isinstance(error, SceneFailed):
+        cause = error.cause
+        reason = str(cause) if isinstance(cause, ReelbotError) else "an unexpected error (above)"
+        return f"scene {error.scene}, stage {error.stage}: {reason}"
+    if failed is not None and failed.stage is not None:
+        return f"stage {failed.stage}: {error}"
+    return f"stage plan (before rendering): {error}"
 
 
 def fresh_seed(old: int) -> int:

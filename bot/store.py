@@ -7,6 +7,7 @@ applied in order and recorded, so a restart never guesses. Multi-row writes are 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
@@ -20,9 +21,11 @@ from typing import Any, Self, TypeVar
 import aiosqlite
 from pydantic import BaseModel, ConfigDict
 
+from pipeline.errors import ReelbotError
+
 T = TypeVar("T")
 
-__all__ = ["Job", "JobOptions", "JobState", "NewScene", "SceneRecord", "Store"]
+__all__ = ["Job", "JobOptions", "JobState", "NewScene", "SceneRecord", "Store", "StoreUnreadable"]
 
 
 class JobState(StrEnum):
@@ -122,6 +125,17 @@ _ARTIFACTS = {"audio", "image", "clip"}
 _SCENE_EDITABLE = {"seed", "image_prompt", "negative_prompt", "image_message_id", "approved"}
 
 
+class StoreUnreadable(ReelbotError):
+    """The store's file cannot be opened or is not a database the bot can use."""
+
+    def __init__(self, path: Path, cause: BaseException) -> None:
+        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
+        super().__init__(
+            f"the bot's store {path} is unreadable ({reason}); move it aside to start with "
+            "an empty one, or restore it from a backup"
+        )
+
+
 class Store:
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
@@ -132,14 +146,27 @@ class Store:
 
     @classmethod
     async def open(cls, path: Path) -> Self:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path, isolation_level=None)
-        db.row_factory = aiosqlite.Row
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA foreign_keys=ON")
-        await db.execute("PRAGMA busy_timeout=5000")
-        store = cls(db)
-        await store._migrate()
+        """Open (or create) the store; StoreUnreadable names the file if it cannot be used."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = await aiosqlite.connect(path, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreUnreadable(path, exc) from None
+        try:
+            db.row_factory = aiosqlite.Row
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA foreign_keys=ON")
+            await db.execute("PRAGMA busy_timeout=5000")
+            store = cls(db)
+            await store._migrate()
+        except BaseException as exc:
+            # aiosqlite's thread keeps the process alive until the connection is closed (its
+            # own error closing a broken file would hide the one that matters).
+            with contextlib.suppress(Exception):
+                await db.close()
+            if isinstance(exc, sqlite3.Error | OSError):
+                raise StoreUnreadable(path, exc) from None
+            raise
         return store
 
     def must_finish(self, write: Awaitable[T]) -> Awaitable[T]:

@@ -10,11 +10,13 @@ from .config import Settings, load_settings
 from .errors import (
     ConfigError,
     ImageError,
+    InputError,
     MediaError,
     ProviderError,
     ReelbotError,
     SceneFailed,
     ScriptError,
+    StorageError,
     TTSError,
 )
 from .events import JobDone, JobFailed, JobStarted, ProgressEvent, SceneEvent, Stage, Status
@@ -26,6 +28,7 @@ __all__ = [
     "Aspect",
     "ConfigError",
     "ImageError",
+    "InputError",
     "JobDone",
     "JobFailed",
     "JobStarted",
@@ -46,6 +49,7 @@ __all__ = [
     "Size",
     "Stage",
     "Status",
+    "StorageError",
     "TTSError",
     "load_settings",
     "parse_script",

@@ -2,17 +2,21 @@
 
 Front ends register more sub-commands through the `reelbot.commands` entry point group
 (the Discord bot adds `reelbot bot`); the pipeline never imports them directly.
+
+Exit status: 0 done; 1 the render failed (a scene, the join, a full disk: the input was fine);
+2 the input cannot be used (script, config, an option, the output place); 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import os
 import sys
 import time
-from collections.abc import Callable, Sequence
-from importlib.metadata import entry_points
+from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -23,13 +27,18 @@ from rich.table import Table
 from .aspect import Aspect
 from .config import load_settings
 from .doctor import run_doctor
-from .errors import ReelbotError, SceneFailed
+from .errors import InputError, ReelbotError, SceneFailed, StorageError
 from .events import JobDone, JobFailed, ProgressEvent, Stage, Status
 from .image_slot import stop_grace
+from .logs import setup_logging
+from .places import check_data_dir, check_output, os_reason
 from .plan import plan_render
+from .plugins import front_ends
 from .progress import SCENE_STAGES, RenderProgress
 from .render import render_plan
 from .script import parse_script
+from .soundtrack import check_music
+from .text import clean_text
 
 __all__ = ["main"]
 
@@ -42,32 +51,47 @@ SYMBOLS = {
     Status.FAILED: "[red]✗ failed[/]",
 }
 console = Console(stderr=True)
+log = logging.getLogger(__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(args.verbose)
     try:
         result: int = args.run(args)
         return result
-    except SceneFailed as exc:
-        console.print(f"[red]render failed:[/] {escape(str(exc))}", highlight=False)
-        return 1
-    except ReelbotError as exc:
-        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+    except InputError as exc:  # the script, the config, an option: exit 2
+        _say("[red]error:[/]", exc)
         return 2
+    except SceneFailed as exc:
+        _say("[red]render failed:[/]", exc)
+        return 1
+    except ReelbotError as exc:  # the join, the sound, the disk: the input was fine
+        _say("[red]render failed:[/]", exc)
+        return 1
     except KeyboardInterrupt:
         console.print("[yellow]stopped[/]")
         return 130
+    except OSError as exc:  # a file the render needed, outside the checked places
+        log.debug("render failed", exc_info=True)
+        _say("[red]render failed:[/]", StorageError(os_reason(exc)))
+        return 1
+    except Exception as exc:  # a bug: the traceback is for -vv, the user gets one line
+        log.debug("unexpected error", exc_info=True)
+        _say("[red]unexpected error (a bug; `-vv` shows where):[/]", exc)
+        return 1
+
+
+def _say(label: str, error: Exception) -> None:
+    """One line: the message cleaned (no control character reaches the terminal) and escaped
+    for rich (no bracket in it is read as markup)."""
+    console.print(f"{label} {escape(clean_text(str(error)))}", highlight=False, soft_wrap=True)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reelbot", description=__doc__.split("\n")[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="log in detail")
+    _verbose(parser, default=0)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     render = commands.add_parser("render", help="render a script to an MP4")
@@ -91,15 +115,18 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--config", type=Path, help="a config.toml")
     doctor.set_defaults(run=lambda args: run_doctor(args.config, console))
 
-    for plugin in entry_points(group="reelbot.commands"):
-        register: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
-        try:
-            register = plugin.load()
-        except ImportError as exc:  # a front end whose dependencies are missing
-            logging.getLogger(__name__).debug("plugin %s unavailable: %s", plugin.name, exc)
-            continue
-        register(commands)
+    for front_end in front_ends():
+        front_end.register(commands)
+    for command in commands.choices.values():  # `reelbot render -v` as well as `reelbot -v ...`
+        _verbose(command, default=argparse.SUPPRESS)
     return parser
+
+
+def _verbose(parser: argparse.ArgumentParser, *, default: object) -> None:
+    if any("-v" in action.option_strings for action in parser._actions):
+        return
+    parser.add_argument("-v", "--verbose", action="count", default=default,
+                        help="log each stage (-vv: and each HTTP request)")  # fmt: skip
 
 
 def _aspect(text: str) -> Aspect:
@@ -121,35 +148,43 @@ def _render(args: argparse.Namespace) -> int:
     try:
         source = args.script.read_bytes()
     except OSError as exc:
-        raise ReelbotError(f"cannot read {args.script}: {exc.strerror}") from None
+        raise InputError(f"cannot read the script {args.script}: {exc.strerror}") from None
     script = parse_script(source, filename=args.script.name, limits=settings.limits)
     plan = plan_render(script, settings, aspect=args.aspect, voice=args.voice, title=args.title,
                        captions=args.captions, music=args.music)  # fmt: skip
-    output: Path = args.output or Path(f"{args.script.stem}.mp4")
+    # Every place the render writes is checked now, not after minutes of work (the timeline
+    # is an extra: it never changes the outcome, and a failure to write it is said after).
+    output = check_output(args.output or Path(f"{args.script.stem}.mp4"), what="the video")
+    check_data_dir(settings.storage.data_dir)
+    if plan.music is not None:
+        asyncio.run(check_music(plan.music))
     progress = RenderProgress()
     events: list[ProgressEvent] = []
     started = time.monotonic()
+    # The live table only on a terminal; elsewhere (a log, a pipe) the outcome's one line.
+    live = Live(_table(progress, 0), console=console, refresh_per_second=8,
+                transient=False) if console.is_terminal else None  # fmt: skip
+
+    def on_event(event: ProgressEvent) -> None:
+        events.append(event)
+        progress.apply(event)
+        if live is not None:
+            live.update(_table(progress, time.monotonic() - started))
+        if isinstance(event, JobFailed):  # stopped or failed: an image may be in flight
+            _say_images_kept(progress, stop_grace(settings.images))
+
     try:
-        with Live(_table(progress, 0), console=console, refresh_per_second=8) as live:
-
-            def on_event(event: ProgressEvent) -> None:
-                events.append(event)
-                progress.apply(event)
-                live.update(_table(progress, time.monotonic() - started))
-                if isinstance(event, JobFailed):  # stopped or failed: an image may be in flight
-                    _say_images_kept(progress, stop_grace(settings.images))
-
-            try:
-                result = asyncio.run(render_plan(plan, settings, output, on_event=on_event,
-                                                 sequential=args.sequential))  # fmt: skip
-            finally:
-                live.update(_table(progress, time.monotonic() - started))
+        with live or contextlib.nullcontext():
+            result = asyncio.run(render_plan(plan, settings, output, on_event=on_event,
+                                             sequential=args.sequential))  # fmt: skip
     finally:
+        if live is not None:
+            live.update(_table(progress, time.monotonic() - started))
         if args.timeline is not None and events:  # after a failure too: it shows where
-            _write_timeline(events, args.timeline)
+            _write_timeline(events, args.timeline, settings.storage.data_dir)
     done = next(e for e in reversed(result.events) if isinstance(e, JobDone))
     console.print(
-        f"[green]✓[/] {done.output}  {done.duration:.1f} s of video, "
+        f"[green]✓[/] {escape(str(done.output))}  {done.duration:.1f} s of video, "
         f"{len(plan.scenes)} scenes, {plan.frame}, rendered in {done.t:.1f} s",
         highlight=False,
     )
@@ -165,13 +200,15 @@ def _say_images_kept(progress: RenderProgress, grace: float) -> None:
                       highlight=False)  # fmt: skip
 
 
-def _write_timeline(events: list[ProgressEvent], path: Path) -> None:
+def _write_timeline(events: list[ProgressEvent], path: Path, data_dir: Path) -> None:
+    # matplotlib keeps a font cache; in the data folder, like every file reelbot makes.
+    os.environ.setdefault("MPLCONFIGDIR", str((data_dir / "matplotlib").resolve()))
     from .timeline import draw_timeline  # matplotlib loads only when a timeline is asked for
 
     try:
         chart = draw_timeline(events, path)
     except Exception as exc:  # the chart is an extra: it never changes the render's outcome
-        logging.getLogger(__name__).debug("drawing the timeline failed", exc_info=True)
+        log.debug("drawing the timeline failed", exc_info=True)
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         console.print(f"[yellow]could not write the timeline {escape(str(path))}:[/] "
                       f"{escape(reason)}", highlight=False)  # fmt: skip
@@ -180,7 +217,8 @@ def _write_timeline(events: list[ProgressEvent], path: Path) -> None:
 
 
 def _table(progress: RenderProgress, elapsed: float) -> Table:
-    table = Table(title=progress.title or "reelbot", title_justify="left", expand=False)
+    # The title is the user's text: escaped, so `[/x]` in it is shown, not read as markup.
+    table = Table(title=escape(progress.title or "reelbot"), title_justify="left", expand=False)
     table.add_column("scene", justify="right")
     for stage in SCENE_STAGES:
         table.add_column(stage.value)

@@ -1,17 +1,35 @@
 """Settings: a TOML file, overridden by `REELBOT_SECTION__KEY` environment variables.
 
 Secrets never come from the file: they are read from their own environment variables
-(`TOGETHER_API_KEY`, `TTS_API_KEY`) into `SecretStr`, which masks them in every repr.
+(`TOGETHER_API_KEY`, `TTS_API_KEY`) into `SecretStr`, which masks them in every repr. A key is
+stripped of surrounding whitespace; one with a control character inside is refused, by the
+variable's name (a key goes into an HTTP header, and a bad header ends up in error messages).
+
+The file is strict: a table or key that no installed part of reelbot reads is an error with a
+"did you mean", since a misspelt `[vidoe]` would otherwise be silently ignored. The known
+tables are the pipeline's and those of every front end (`pipeline/plugins.py`).
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .aspect import Aspect, Size
@@ -153,12 +171,33 @@ class LimitsConfig(ConfigSection):
 class Secrets(BaseSettings):
     """API keys, from the environment only."""
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=False)
+    model_config = SettingsConfigDict(
+        extra="ignore", populate_by_name=False, hide_input_in_errors=True
+    )
 
     together_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("TOGETHER_API_KEY")
     )
     tts_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("TTS_API_KEY"))
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _clean_key(cls, value: object, info: ValidationInfo) -> object:
+        """Strip a pasted key's surrounding whitespace (a trailing newline is common); refuse
+        a character no key has, naming the variable, never the value."""
+        if not isinstance(value, str):
+            return value
+        value = value.strip()
+        variable = (info.field_name or "the key").upper()
+        if any(not " " <= ch <= "~" for ch in value):
+            kind = "a control character" if any(_control(ch) for ch in value) else "a character"
+            raise PydanticCustomError(
+                "secret_characters",
+                "{variable} contains {kind} that cannot be part of a key; "
+                "set it again, copied from the provider's page",
+                {"variable": variable, "kind": kind},
+            )
+        return value or None
 
 
 class Settings(BaseSettings):
@@ -196,6 +235,15 @@ class Settings(BaseSettings):
         return self.images.provider
 
 
+def _control(ch: str) -> bool:
+    return ord(ch) < 32 or 127 <= ord(ch) < 160
+
+
+# Names a secret goes by: found in the config file, they get the "environment only" answer.
+_SECRET_KEYS = {"api_key", "token", "together_api_key", "tts_api_key", "discord_token"}
+_SECRET_NAMES = {"secrets", "key", *_SECRET_KEYS}
+_ENV_PREFIX = "REELBOT_"
+
 S = TypeVar("S", bound=Settings)
 
 
@@ -204,27 +252,129 @@ def load_settings(path: Path | None = None) -> Settings: ...
 @overload
 def load_settings(path: Path | None, cls: type[S]) -> S: ...
 def load_settings(path: Path | None = None, cls: type[Settings] = Settings) -> Settings:
-    """Read `path` (TOML) if given, apply the environment, validate; errors become ConfigError."""
+    """Read `path` (TOML) if given, apply the environment, validate; errors become ConfigError.
+
+    Tables of other front ends (the bot's `[discord]` when `cls` is the pipeline's Settings)
+    are checked with their own models and then left out."""
+    from .plugins import plugin_sections  # entry points are read when settings are loaded
+
+    tables = {name: f.annotation for name, f in cls.model_fields.items() if not f.exclude}
+    known: dict[str, type[BaseModel]] = {
+        name: model for name, model in tables.items() if isinstance(model, type)
+    }
+    known |= {name: model for name, model in plugin_sections().items() if name not in known}
     data: dict[str, Any] = {}
     if path is not None:
+        data = _read_toml(path)
+        _check_tables(data, known, str(path))
+    _check_environment(os.environ, known)
+    source = str(path) if path else "the environment"
+    others = {name: data.pop(name) for name in list(data) if name not in cls.model_fields}
+    problems: list[str] = []
+    for name, value in others.items():
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-        if "secrets" in data:
-            raise ConfigError(
-                f"{path}: secrets belong in environment variables "
-                "(TOGETHER_API_KEY, TTS_API_KEY, DISCORD_TOKEN), not in the config file"
-            )
+            known[name].model_validate(value)
+        except ValidationError as exc:
+            problems += [_problem(err, known, prefix=(name,)) for err in exc.errors()]
     try:
-        return cls(**data)
+        settings = cls(**data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        source = str(path) if path else "the environment"
-        raise ConfigError(f"invalid settings in {source}: {problems}") from None
+        for err in exc.errors():
+            if err["type"] == "secret_characters":  # from the environment; it names the variable
+                raise ConfigError(err["msg"]) from None
+            problems.append(_problem(err, known))
+    if problems:
+        raise ConfigError(f"invalid settings in {source}: {'; '.join(problems)}")
+    return settings
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"the config {path} is a directory, not a file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else exc
+        raise ConfigError(f"cannot read config file {path}: {reason}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+
+
+def _secrets_refusal(where: str) -> ConfigError:
+    return ConfigError(
+        f"{where}: secrets belong in environment variables "
+        "(TOGETHER_API_KEY, TTS_API_KEY, DISCORD_TOKEN), not in the config file"
+    )
+
+
+def _check_tables(
+    data: Mapping[str, Any], known: Mapping[str, type[BaseModel]], where: str
+) -> None:
+    """Every top-level name must be a table some part of reelbot reads."""
+    for name, value in data.items():
+        if name.lower() in _SECRET_NAMES:  # [Secrets] and [SECRETS] too
+            raise _secrets_refusal(where)
+        if name in known:
+            keys = value if isinstance(value, dict) else {}
+            secret = next((key for key in keys if key.lower() in _SECRET_KEYS), None)
+            if secret is not None:
+                raise _secrets_refusal(f"{where}: [{name}] {secret}")
+            continue  # a table's name given a plain value: its model says what is wrong
+        if isinstance(value, dict):
+            raise ConfigError(
+                f"{where}: unknown table [{name}]; {_did_you_mean(name, known, '[{}]')}"
+            )
+        raise ConfigError(f"{where}: '{name}' is not inside a table; {_which_table(name, known)}")
+
+
+def _which_table(key: str, known: Mapping[str, type[BaseModel]]) -> str:
+    """The table a stray top-level key probably belongs in."""
+    owners = {
+        k: table for table, model in reversed(list(known.items())) for k in model.model_fields
+    }
+    close = difflib.get_close_matches(key.lower(), list(owners), 1, 0.75)
+    if not close:
+        return "every key belongs in a table, e.g. [video] aspect"
+    return f"did you mean [{owners[close[0]]}] {close[0]}?"
+
+
+def _check_environment(environ: Mapping[str, str], known: Mapping[str, type[BaseModel]]) -> None:
+    """`REELBOT_SECTION__KEY`: a variable naming no table would be silently ignored."""
+    for variable in environ:
+        if not variable.upper().startswith(_ENV_PREFIX):
+            continue
+        table, _, key = variable[len(_ENV_PREFIX) :].lower().partition("__")
+        if table in known and key:
+            continue  # the model checks the key
+        if table in known:
+            hint = f"use {variable.upper()}__KEY, e.g. {_env_name(table, known[table])}"
+        else:
+            close = difflib.get_close_matches(table, list(known), 1, 0.6)
+            hint = (f"did you mean {_ENV_PREFIX}{close[0].upper()}__{key.upper()}?" if close
+                    else f"known tables: {', '.join(sorted(known))}")  # fmt: skip
+        raise ConfigError(f"the environment variable {variable} sets nothing; {hint}")
+
+
+def _env_name(table: str, model: type[BaseModel]) -> str:
+    return f"{_ENV_PREFIX}{table.upper()}__{next(iter(model.model_fields), 'KEY').upper()}"
+
+
+def _did_you_mean(name: str, choices: Iterable[str], form: str = "'{}'") -> str:
+    close = difflib.get_close_matches(name.lower(), list(choices), 1, 0.6)
+    if close:
+        return f"did you mean {form.format(close[0])}?"
+    return "known: " + ", ".join(form.format(c) for c in sorted(choices))
+
+
+def _problem(
+    err: ErrorDetails, known: Mapping[str, type[BaseModel]], prefix: tuple[str, ...] = ()
+) -> str:
+    """One validation error as "table.key: what is wrong" (never the value: it may be a key)."""
+    loc = (*prefix, *(str(p) for p in err["loc"]))
+    where = ".".join(loc)
+    if err["type"] == "extra_forbidden" and len(loc) == 2 and loc[0] in known:
+        fields = known[loc[0]].model_fields
+        return f"{where}: unknown key; {_did_you_mean(loc[1], fields)}"
+    return f"{where}: {err['msg']}"

@@ -25,7 +25,7 @@ def run_doctor(config: Path | None, console: Console) -> int:
         nonlocal problems
         problems += not ok
         mark = "[green]✓[/]" if ok else "[red]✗[/]"
-        console.print(f"{mark} {what}: {escape(detail)}", highlight=False)
+        console.print(f"{mark} {what}: {escape(detail)}", highlight=False, soft_wrap=True)
 
     for program in ("ffmpeg", "ffprobe", "espeak-ng"):
         path = shutil.which(program)

@@ -1,15 +1,19 @@
 """Every error reelbot shows a user, in one hierarchy.
 
     ReelbotError                 message is written for the person who asked for the render
-     ├── ConfigError             the configuration file or environment is wrong
-     ├── ScriptError             the script cannot be read (names the line and scene)
+     ├── InputError              what the user gave cannot be used (`reelbot` exits 2)
+     │    ├── ConfigError        the configuration file or environment is wrong
+     │    └── ScriptError        the script cannot be read (names the line and scene)
      ├── ProviderError           a remote or local generator failed
      │    ├── TTSError
      │    └── ImageError
      ├── MediaError              ffmpeg / ffprobe / espeak-ng failed (keeps stderr for logs)
+     ├── StorageError            a file could not be written: a full disk, a read-only place
      └── SceneFailed             a scene failed at one stage (wraps one of the above)
 
 Front ends print `str(error)`; none of these messages contain a secret or a traceback.
+Every error but InputError is a render that failed (`reelbot` exits 1): trying again, or
+fixing the machine (a full disk, a service that is down), may help; the input was fine.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "ImageError",
+    "InputError",
     "MediaError",
     "ProviderError",
     "ReelbotError",
     "SceneFailed",
     "ScriptError",
+    "StorageError",
     "TTSError",
 ]
 
@@ -30,11 +36,15 @@ class ReelbotError(Exception):
     """Base class: `str(err)` is a message fit to show a user."""
 
 
-class ConfigError(ReelbotError):
+class InputError(ReelbotError):
+    """The script, the configuration or an option cannot be used as given."""
+
+
+class ConfigError(InputError):
     pass
 
 
-class ScriptError(ReelbotError):
+class ScriptError(InputError):
     """A script that cannot be rendered; always carries the line it concerns."""
 
     def __init__(self, problem: str, *, line: int, scene: int | None = None) -> None:
@@ -64,9 +74,14 @@ class ImageError(ProviderError):
 class MediaError(ReelbotError):
     """A local media program failed; `detail` holds the tail of its stderr for the logs."""
 
-    def __init__(self, message: str, *, detail: str = "") -> None:
+    def __init__(self, message: str, *, detail: str = "", returncode: int | None = None) -> None:
         self.detail = detail
+        self.returncode = returncode  # the program's exit status, when it ran and failed
         super().__init__(message)
+
+
+class StorageError(ReelbotError):
+    """A file could not be written (the message says why, in the system's words)."""
 
 
 class SceneFailed(ReelbotError):

@@ -16,6 +16,7 @@ from .config import Settings
 from .images.base import ImageRequest
 from .script import Script
 from .soundtrack import pick_music
+from .text import clean_text
 
 __all__ = ["RenderPlan", "ScenePlan", "derive_seed", "merge_negative", "plan_render"]
 
@@ -71,6 +72,8 @@ def plan_render(
     `captions`: None follows `[captions] enabled` ("auto": on for 9:16). `music`: a file or a
     folder, else `[sound] music`; from a folder one track is picked by the script's content.
     Raises ConfigError when the music does not exist."""
+    # A front end's options are user text too: cleaned as the script's own text is.
+    title, voice = clean_text(title or "") or None, clean_text(voice or "") or None
     chosen = aspect or script.aspect or settings.video.aspect
     size = settings.images.size_for(chosen)
     scenes = tuple(

@@ -24,7 +24,7 @@ from .artifact_checks import check_audio, check_clip, check_image_file
 from .cache import ArtifactCache, content_key
 from .captions import ass_document, cues_from_words, cues_proportional, speech_span, split_phrases
 from .config import Settings
-from .errors import MediaError, ReelbotError, SceneFailed
+from .errors import MediaError, ReelbotError, SceneFailed, StorageError
 from .events import (
     EventSink,
     JobDone,
@@ -38,6 +38,7 @@ from .events import (
 from .image_slot import ImageSlot, stop_grace
 from .images import ImageProvider, ImageRequest, make_images
 from .media import probe_duration
+from .places import os_reason
 from .plan import RenderPlan, ScenePlan
 from .soundtrack import NarrationPart, finish_sound, sound_pass_needed
 from .transitions import Piece, clip_keyframes, join_with_crossfades
@@ -100,8 +101,12 @@ class Renderer:
         on_event: EventSink | None = None,
         image_slot: ImageSlot | None = None,
         encoder_slot: asyncio.Semaphore | None = None,
+        label: str = "",
     ) -> None:
         self.settings = settings
+        # Names the render in the log ("job 12"), where several may run at once.
+        self.label = f"{label}: " if label else ""
+        self._stage_started: dict[tuple[int, Stage], float] = {}
         self.tts = tts
         self.images = images
         self.cache = cache or ArtifactCache(settings.storage.data_dir / "cache")
@@ -123,11 +128,32 @@ class Renderer:
 
     def _emit(self, event: ProgressEvent) -> None:
         self.events.append(event)
+        if isinstance(event, SceneEvent):
+            self._log_stage(event)
         if self._sink is not None:
             try:
                 self._sink(event)
             except Exception:  # a broken front end must not break the render
                 log.exception("progress consumer failed on %s", event)
+
+    def _log_stage(self, event: SceneEvent) -> None:
+        """INFO: each stage's start and end (`reelbot -v`), with how long it took."""
+        what = "join" if event.stage is Stage.JOIN else f"scene {event.scene}, {event.stage}"
+        key = (event.scene, event.stage)
+        if event.status is Status.WAITING:
+            log.debug("%s%s: waiting for a free slot", self.label, what)
+        elif event.status is Status.STARTED:
+            self._stage_started[key] = event.t
+            log.info("%s%s: started", self.label, what)
+        elif event.status is Status.CACHED:
+            log.info("%s%s: reused from the cache", self.label, what)
+        else:
+            start = self._stage_started.pop(key, None)
+            took = f" in {event.t - start:.2f} s" if start is not None else ""
+            if event.status is Status.DONE:
+                log.info("%s%s: done%s", self.label, what, took)
+            else:
+                log.info("%s%s: failed%s: %s", self.label, what, took, event.message)
 
     def _scene_event(
         self,
@@ -153,6 +179,7 @@ class Renderer:
         written and the result's `duration` is the clips' total."""
         self._t0 = time.monotonic()
         self.events = []
+        self._stage_started = {}
         self._failing = False
         self._finishing = "joining the clips"
         self._emit(JobStarted(0.0, plan.title, len(plan.scenes)))
@@ -187,6 +214,11 @@ class Renderer:
         except ReelbotError as exc:
             self._emit(JobFailed(self._now(), f"{self._finishing}: {exc}", None, Stage.JOIN))
             raise
+        except OSError as exc:  # writing the list of clips, or renaming the video into place
+            error = StorageError(f"{self._finishing}: the video could not be written: "
+                                 f"{os_reason(exc)}")  # fmt: skip
+            self._emit(JobFailed(self._now(), str(error), None, Stage.JOIN))
+            raise error from exc
         self._emit(JobDone(self._now(), out, duration))
         return RenderResult(out, duration, scenes, list(self.events))
 
@@ -410,6 +442,9 @@ class Renderer:
         except (asyncio.CancelledError, SceneFailed):
             raise
         except Exception as exc:
+            if isinstance(exc, OSError):  # the cache's folder: full, read-only, gone
+                log.debug("scene %d, %s: cannot write", scene, stage, exc_info=True)
+                exc = StorageError(f"the data folder cannot be written: {os_reason(exc)}")
             if not isinstance(exc, ReelbotError):
                 log.exception("scene %d, %s: unexpected error", scene, stage)
             elif isinstance(exc, MediaError) and exc.detail:

@@ -1,6 +1,8 @@
 """Scripts: Markdown (main), JSON and plain text, parsed into one validated model.
 
-Every problem raises `ScriptError`, whose message names the line (and the scene).
+Every problem raises `ScriptError`, whose message names the line (and the scene). Every text
+field (title, narration, prompts, voice) goes through `clean_text`: one line, no control
+character or terminal escape, whatever a JSON escape spelled.
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from .aspect import Aspect
 from .config import LimitsConfig
 from .errors import ScriptError
+from .text import clean_text
 
-__all__ = ["Scene", "Script", "ScriptFormat", "parse_script"]
+__all__ = ["SEED_MAX", "Scene", "Script", "ScriptFormat", "parse_script"]
 
 ScriptFormat = Literal["markdown", "json", "text"]
+# Seeds are 0 to 2**31 - 1: the image API takes an integer, and a signed 32-bit one is what
+# every diffusion back end accepts; derived and regenerated seeds use the same range.
+SEED_MAX = 2**31 - 1
 
 
 class Scene(BaseModel):
@@ -29,7 +35,7 @@ class Scene(BaseModel):
     image_prompt: str
     negative_prompt: str | None = None
     voice: str | None = None
-    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    seed: int | None = Field(None, ge=0, le=SEED_MAX)
     line: int = 1
 
 
@@ -91,7 +97,7 @@ def parse_script(
 
 
 def _decode(source: str | bytes, limits: LimitsConfig) -> str:
-    size = len(source.encode("utf-8")) if isinstance(source, str) else len(source)
+    size = len(source.encode("utf-8", "surrogatepass") if isinstance(source, str) else source)
     if size > limits.max_script_bytes:
         raise ScriptError(
             f"the script is {size:,} bytes; the limit is {limits.max_script_bytes:,} bytes",
@@ -108,11 +114,12 @@ def _decode(source: str | bytes, limits: LimitsConfig) -> str:
             ) from None
     else:
         text = source.removeprefix("\ufeff")
-    bad = next((i for i, ch in enumerate(text) if _is_control(ch)), None)
+    bad = next((i for i, ch in enumerate(text) if _is_control(ch) or _is_surrogate(ch)), None)
     if bad is not None:
+        what = "half of a character (a lone surrogate)" if _is_surrogate(text[bad]) else (
+            "a control character")  # fmt: skip
         raise ScriptError(
-            f"the script contains a control character (U+{ord(text[bad]):04X}); "
-            "is it a binary file?",
+            f"the script contains {what}, U+{ord(text[bad]):04X}; is it a binary file?",
             line=text.count("\n", 0, bad) + 1,
         )
     return text.replace("\r\n", "\n").replace("\r", "\n")
@@ -121,6 +128,10 @@ def _decode(source: str | bytes, limits: LimitsConfig) -> str:
 def _is_control(ch: str) -> bool:
     code = ord(ch)
     return (code < 32 and ch not in "\t\n\r") or code == 127
+
+
+def _is_surrogate(ch: str) -> bool:
+    return "\ud800" <= ch <= "\udfff"
 
 
 def _detect_format(text: str, filename: str | None) -> ScriptFormat:
@@ -140,7 +151,7 @@ def _title_from_filename(filename: str | None) -> str:
     if not filename:
         return "Untitled"
     stem = filename.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
-    return stem.replace("_", " ").replace("-", " ").strip() or "Untitled"
+    return clean_text(stem.replace("_", " ").replace("-", " ")) or "Untitled"
 
 
 # ---------------------------------------------------------------- Markdown
@@ -159,7 +170,7 @@ def _parse_markdown(text: str, default_title: str) -> Script:
     header: dict[str, tuple[str, int]] = {}
     drafts: list[_SceneDraft] = []
     for lineno, raw in enumerate(text.split("\n"), start=1):
-        line = raw.strip()
+        line = clean_text(raw)
         current = drafts[-1] if drafts else None
         if raw.startswith("## ") or line == "##":
             drafts.append(_SceneDraft(len(drafts) + 1, lineno, [], {}))
@@ -268,10 +279,10 @@ def _finish_scene(draft: _SceneDraft) -> Scene:
 
 
 def _parse_seed(value: str, line: int, scene: int) -> int:
-    if not value.isdigit() or int(value) > 2**32 - 1:
-        raise ScriptError(
-            f"seed must be a whole number from 0 to {2**32 - 1}", line=line, scene=scene
-        )
+    # ASCII digits only ("²" is a digit to str.isdigit), and few of them before int() is tried.
+    if not re.fullmatch(r"[0-9]{1,10}", value) or int(value) > SEED_MAX:
+        raise ScriptError(f"seed must be a whole number from 0 to {SEED_MAX}", line=line,
+                          scene=scene)  # fmt: skip
     return int(value)
 
 
@@ -287,7 +298,7 @@ def _parse_text(text: str, default_title: str) -> Script:
     paragraph: list[str] = []
     start = 1
     for lineno, raw in enumerate([*text.split("\n"), ""], start=1):
-        line = raw.strip()
+        line = clean_text(raw)
         if line:
             if not paragraph:
                 start = lineno
@@ -318,6 +329,10 @@ def _parse_json(text: str, default_title: str) -> Script:
         raise ScriptError(f"invalid JSON: {exc.msg}", line=exc.lineno) from None
     except RecursionError:
         raise ScriptError("invalid JSON: nested too deeply", line=1) from None
+    except ValueError:  # Python refuses integers of more than 4300 digits
+        digits = re.search(r"[0-9]{1000,}", text)
+        line = text.count("\n", 0, digits.start()) + 1 if digits else 1
+        raise ScriptError("invalid JSON: a number with far too many digits", line=line) from None
     if not isinstance(data, dict):
         raise ScriptError("a JSON script must be an object with a 'scenes' list", line=1)
     for key in data:
@@ -364,14 +379,14 @@ def _json_scene(item: Any, number: int, line: int) -> Scene:
         raise ScriptError("this scene has no 'narration'", line=line, scene=number)
     seed = item.get("seed")
     if seed is not None and (
-        not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= 2**32 - 1
+        not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= SEED_MAX
     ):
         raise ScriptError(
-            f"'seed' must be a whole number from 0 to {2**32 - 1}", line=line, scene=number
+            f"'seed' must be a whole number from 0 to {SEED_MAX}", line=line, scene=number
         )
     return Scene(
         number=number,
-        narration=" ".join(narration.split()),
+        narration=narration,
         image_prompt=_json_str(item, "image_prompt", line, number).strip() or narration,
         negative_prompt=_json_str(item, "negative_prompt", line, number).strip() or None,
         voice=_json_str(item, "voice", line, number).strip() or None,
@@ -386,7 +401,7 @@ def _json_str(data: dict[str, Any], key: str, line: int, scene: int | None) -> s
         return ""
     if not isinstance(value, str):
         raise ScriptError(f"{key!r} must be a string", line=line, scene=scene)
-    return value
+    return clean_text(value)
 
 
 def _key_line(text: str, key: str) -> int:

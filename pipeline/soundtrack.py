@@ -35,12 +35,14 @@ import ffmpeg
 
 from .config import SoundConfig
 from .errors import ConfigError, MediaError
+from .media import probe
 from .proc import run_program
 
 __all__ = [
     "MUSIC_SUFFIXES",
     "Loudness",
     "NarrationPart",
+    "check_music",
     "finish_sound",
     "measure_loudness",
     "music_files",
@@ -97,6 +99,9 @@ class Loudness:
 def music_files(source: Path) -> list[Path]:
     """The audio files a music setting names: the file itself, or a folder's, by name."""
     if source.is_file():
+        if source.suffix.lower() not in MUSIC_SUFFIXES:
+            raise ConfigError(f"the music {source} is not an audio file: use one of "
+                              f"{', '.join(sorted(MUSIC_SUFFIXES))}")  # fmt: skip
         return [source]
     if source.is_dir():
         return sorted(
@@ -113,6 +118,16 @@ def pick_music(source: Path, seed: str) -> Path:
                           f"({', '.join(sorted(MUSIC_SUFFIXES))})")  # fmt: skip
     digest = hashlib.sha256(seed.encode("utf-8")).digest()
     return files[int.from_bytes(digest[:8], "big") % len(files)]
+
+
+async def check_music(track: Path) -> None:
+    """Before a render: the music file holds audio ffprobe can read (else ConfigError)."""
+    try:
+        info = await probe(track)
+    except MediaError:
+        info = None
+    if info is None or info.stream("audio") is None or info.duration <= 0:
+        raise ConfigError(f"the music {track.name} holds no audio that can be read")
 
 
 def sound_pass_needed(config: SoundConfig, *, music: Path | None, crossfade: bool) -> bool:
@@ -237,9 +252,14 @@ async def run_for_log(argv: Sequence[str], *, what: str, timeout: float) -> str:
     return log.decode("utf-8", "replace")
 
 
-async def measure_loudness(audio: Stream, config: SoundConfig, *, timeout: float) -> Loudness:
-    log = await run_for_log(measure_argv(audio, config), what="ffmpeg (loudness measurement)",
-                            timeout=timeout)  # fmt: skip
+async def measure_loudness(
+    audio: Stream,
+    config: SoundConfig,
+    *,
+    timeout: float,
+    what: str = "ffmpeg (loudness measurement)",
+) -> Loudness:
+    log = await run_for_log(measure_argv(audio, config), what=what, timeout=timeout)
     start, end = log.rfind("{"), log.rfind("}")
     try:
         return Loudness.from_json(json.loads(log[start : end + 1]))
@@ -290,7 +310,9 @@ async def finish_sound(
         bare = music_stream(music, seconds, gain_db=0.0, fade=0.0)
         voice, track = await asyncio.gather(
             measure_loudness(soundtrack(None), config, timeout=timeout),
-            measure_loudness(bare, config, timeout=timeout),
+            measure_loudness(
+                bare, config, timeout=timeout, what=f"ffmpeg (reading the music {music.name})"
+            ),
         )
         if track.integrated <= -70:
             raise MediaError(f"the music {music.name} is silent")

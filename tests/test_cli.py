@@ -2,24 +2,53 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import SECRET_VARS
+from tests.fakes.together import FakeTogether
+
 from .media import ffprobe
 
 ROOT = Path(__file__).resolve().parents[1]
+# Small, fast renders: few frames, a short pad, no second pass over the sound.
+FAST = {
+    "REELBOT_VIDEO__FPS": "10",
+    "REELBOT_VIDEO__PAD_SECONDS": "0.1",
+    "REELBOT_VIDEO__ASPECT": "1:1",
+    "REELBOT_SOUND__NORMALIZE": "false",
+}
+
+
+def cli_env(data: Path, **env: str) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith("REELBOT_") and k not in SECRET_VARS}  # fmt: skip
+    clean.update({"REELBOT_STORAGE__DATA_DIR": str(data), "COLUMNS": "120", **env})
+    return clean
 
 
 def reelbot(*args: str, data: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("REELBOT_")}
-    clean.pop("TOGETHER_API_KEY", None)
-    clean.update({"REELBOT_STORAGE__DATA_DIR": str(data), "COLUMNS": "120", **env})
     return subprocess.run(
         [sys.executable, "-m", "pipeline.cli", *args],
-        capture_output=True, text=True, timeout=300, env=clean, cwd=ROOT,
+        capture_output=True, text=True, timeout=300, env=cli_env(data, **env), cwd=ROOT,
     )  # fmt: skip
+
+
+async def reelbot_async(*args: str, data: Path, **env: str) -> tuple[int, str]:
+    """`reelbot` from an async test (one whose fakes run in this process's event loop)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pipeline.cli", *args, env=cli_env(data, **env), cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(300):
+        out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, (out + err).decode("utf-8", "replace")
 
 
 def test_render_the_demo(tmp_path: Path) -> None:
@@ -64,3 +93,125 @@ def test_doctor_fails_on_a_bad_config(tmp_path: Path) -> None:
     done = reelbot("doctor", "--config", str(config), data=tmp_path)
     assert done.returncode == 1
     assert "images.max_concurrency" in done.stderr
+
+
+def test_doctor_does_not_pass_a_misspelt_table_or_a_stray_key(tmp_path: Path) -> None:
+    for text, words in [('[vidoe]\naspect = "16:9"\n', "did you mean [video]?"),
+                        ('aspect = "16:9"\n', "did you mean [video] aspect?")]:  # fmt: skip
+        config = tmp_path / "c.toml"
+        config.write_text(text)
+        done = reelbot("doctor", "--config", str(config), data=tmp_path)
+        assert done.returncode == 1
+        assert f"✗ config: {config}" in done.stderr and words in done.stderr
+        assert "✓ config" not in done.stderr
+
+
+def test_the_example_config_renders_as_it_is(tmp_path: Path) -> None:
+    """It has the bot's tables too: `reelbot render` knows them from the bot's entry point."""
+    script = tmp_path / "s.md"
+    script.write_text("## 1\nHi.\n")
+    out = tmp_path / "s.mp4"
+    done = reelbot("render", str(script), "--config", "config.toml.example", "-o", str(out),
+                   data=tmp_path / "data", **FAST)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert ffprobe(out).duration > 0.3
+
+
+def test_verbose_logs_each_stage_with_its_duration(tmp_path: Path) -> None:
+    script = tmp_path / "s.md"
+    script.write_text("## 1\nHi.\n## 2\nBye.\n")
+    for args in (["-v", "render"], ["render", "-v"]):  # before and after the sub-command
+        data = tmp_path / f"data{len(args[0])}"
+        done = reelbot(*args, str(script), "-o", str(tmp_path / "s.mp4"), data=data, **FAST)
+        assert done.returncode == 0, done.stderr
+        for scene in (1, 2):
+            for stage in ("audio", "image", "clip"):
+                assert f"INFO    pipeline.render: scene {scene}, {stage}: started" in done.stderr
+                assert re.search(rf"scene {scene}, {stage}: done in \d+\.\d\d s", done.stderr)
+        assert re.search(r"join: done in \d+\.\d\d s", done.stderr)
+        assert " DEBUG " not in done.stderr
+    again = reelbot("render", "-v", str(script), "-o", str(tmp_path / "s.mp4"), data=data, **FAST)
+    assert "scene 2, clip: reused from the cache" in again.stderr
+
+
+SECRET = "sk-test-0123456789abcdef"
+
+
+async def test_a_key_with_a_trailing_newline_works_and_never_reaches_the_log(
+    tmp_path: Path,
+) -> None:
+    """`-vv` logs each request's method, URL and status, never a header: the key (pasted with
+    its newline) reaches the API stripped, and no line of the output shows it."""
+    script = tmp_path / "s.md"
+    script.write_text("## 1\nHi.\n")
+    async with FakeTogether(expected_key=SECRET) as together:
+        code, output = await reelbot_async(
+            "render", "-vv", str(script), "-o", str(tmp_path / "s.mp4"), data=tmp_path / "d",
+            TOGETHER_API_KEY=SECRET + "\n", REELBOT_IMAGES__BASE_URL=together.base_url, **FAST,
+        )  # fmt: skip
+        url = f"{together.base_url}/images/generations"
+    assert code == 0, output
+    assert [r.status for r in together.requests] == [200]
+    assert re.search(rf"DEBUG   httpx: HTTP Request: POST {url} \S+ 200 OK", output), output
+    assert " DEBUG " in output
+    assert SECRET not in output and SECRET[:10] not in output
+    assert "bearer" not in output.lower() and "authorization" not in output.lower()
+
+
+async def test_a_key_with_a_control_character_inside_is_refused_by_name(tmp_path: Path) -> None:
+    script = tmp_path / "s.md"
+    script.write_text("## 1\nHi.\n")
+    async with FakeTogether() as together:
+        code, output = await reelbot_async(
+            "-vv", "render", str(script), "-o", str(tmp_path / "s.mp4"), data=tmp_path / "d",
+            TOGETHER_API_KEY="sk-test-01234\x0156789", REELBOT_IMAGES__BASE_URL=together.base_url,
+        )  # fmt: skip
+    assert code == 2
+    assert together.requests == []
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) <= 2, output  # at -vv: asyncio's selector line, and the error
+    assert "error: TOGETHER_API_KEY contains a control character" in output
+    assert "sk-test" not in output and "56789" not in output
+
+
+HOSTILE_TITLE = "Red\u001b[31m alert \u001b]0;PWNED\u0007 [/x] [bold]NUL\u0000here"
+
+
+def test_a_hostile_title_at_a_terminal_is_shown_as_text(tmp_path: Path) -> None:
+    """Rich markup in a title is escaped (it crashed the live table once); escape sequences
+    from JSON escapes reach neither the terminal nor the MP4's title tag."""
+    script = tmp_path / "s.json"
+    # json.dumps writes each control character as a JSON escape (\\u001b), as a user might.
+    script.write_text(json.dumps({"title": HOSTILE_TITLE, "scenes": [{"narration": "Hi."}]}))
+    out = tmp_path / "s.mp4"
+    done = reelbot("render", str(script), "-o", str(out), data=tmp_path / "d",
+                   TTY_COMPATIBLE="1", **FAST)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "[/x] [bold]NUL here" in done.stderr  # the live table drew the title as text
+    assert "PWNED" not in done.stderr and "\x1b]0;" not in done.stderr and "\x00" not in done.stderr
+    assert "\x1b[31m alert" not in done.stderr
+    assert ffprobe(out).tags["title"] == "Red alert [/x] [bold]NUL here"
+
+
+def test_a_markup_title_from_markdown_renders(tmp_path: Path) -> None:
+    script = tmp_path / "s.md"
+    script.write_text("# [/x]\n## 1\nHi.\n")
+    out = tmp_path / "s.mp4"
+    done = reelbot("render", str(script), "-o", str(out), data=tmp_path / "d",
+                   TTY_COMPATIBLE="1", **FAST)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert ffprobe(out).tags["title"] == "[/x]"
+
+
+def test_a_nul_in_a_narration_keeps_the_rest_of_the_sentence(tmp_path: Path) -> None:
+    """espeak-ng stopped reading at the NUL: the scene was as short as its first word."""
+    durations = []
+    for narration in ("Hello.", "Hello \u0000 there, and the rest of a long sentence."):
+        script = tmp_path / "s.json"
+        script.write_text(json.dumps({"scenes": [{"narration": narration}]}))
+        out = tmp_path / "s.mp4"
+        done = reelbot("render", str(script), "-o", str(out), data=tmp_path / "d", **FAST)
+        assert done.returncode == 0, done.stderr
+        durations.append(ffprobe(out).duration)
+    assert durations[1] > durations[0] + 1.0, durations

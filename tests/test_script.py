@@ -7,7 +7,8 @@ import pytest
 from pipeline.aspect import Aspect
 from pipeline.config import LimitsConfig
 from pipeline.errors import ScriptError
-from pipeline.script import parse_script
+from pipeline.script import SEED_MAX, parse_script
+from pipeline.text import clean_text
 
 LIGHTHOUSE = """\
 # The Lighthouse Keeper
@@ -128,3 +129,92 @@ def test_limits_name_the_limit() -> None:
         parse_script("## a\n" + "word " * 10, limits=limits)
     with pytest.raises(ScriptError, match="limit is 200 bytes"):
         parse_script("## a\n" + "x" * 300, limits=limits)
+
+
+@pytest.mark.parametrize(
+    ("text", "filename", "line"),
+    [
+        ("## 1\nseed: ²\nHello.", "a.md", 2),  # a digit to str.isdigit, not to int()
+        ("## 1\nseed: ١٢\nHello.", "a.md", 2),  # Arabic-Indic digits
+        ("## 1\nHello.\n## 2\nseed: " + "9" * 5000 + "\nBye.", "a.md", 4),
+        (f"## 1\nseed: {SEED_MAX + 1}\nHello.", "a.md", 2),
+        ("## 1\nseed: -1\nHello.", "a.md", 2),
+        ('{"scenes": [\n {"narration": "a", "seed": ' + "9" * 5000 + "}]}", "a.json", 2),
+        ('{"scenes": [\n {"narration": "a", "seed": ' + str(SEED_MAX + 1) + "}]}", "a.json", 2),
+        ('{"scenes": [\n {"narration": "a", "seed": 1.5}]}', "a.json", 2),
+    ],
+)
+def test_seeds_are_bounded_to_the_image_apis_range(text: str, filename: str, line: int) -> None:
+    with pytest.raises(ScriptError) as caught:
+        parse_script(text, filename=filename)
+    assert caught.value.line == line
+    assert str(caught.value).startswith(f"line {line}")
+    if "seed" in caught.value.problem:
+        assert f"0 to {SEED_MAX}" in caught.value.problem
+
+
+def test_the_largest_seed_is_taken() -> None:
+    script = parse_script(f"## 1\nseed: {SEED_MAX}\nHello.", filename="a.md")
+    assert script.scenes[0].seed == SEED_MAX == 2**31 - 1
+
+
+HOSTILE_JSON = {
+    "title": "Title\u0000 with NUL \u001b[31mred\u001b[0m \u001b]0;PWNED\u0007 \ud800 end\u009b2J",
+    "voice": "en-us\u0000",
+    "scenes": [
+        {
+            "narration": "Hello \u0000 there, the rest \u0007 of the sentence \u001b[2J stays.",
+            "image_prompt": "a cat\u0000 on a mat\n\u001b[1mbold",
+            "negative_prompt": "blur\u0085",
+        }
+    ],
+}
+
+
+def test_json_escapes_are_cleaned_the_same_way_everywhere() -> None:
+    script = parse_script(json.dumps(HOSTILE_JSON), filename="x.json")
+    scene = script.scenes[0]
+    assert script.title == "Title with NUL red end"
+    assert script.voice == "en-us"
+    # The NUL does not cut the narration: every word after it is still there.
+    assert scene.narration == "Hello there, the rest of the sentence stays."
+    assert scene.image_prompt == "a cat on a mat bold"
+    assert scene.negative_prompt == "blur"
+    for text in (script.title, scene.narration, scene.image_prompt, script.voice):
+        assert text is not None and text == clean_text(text)
+        assert text.encode("utf-8")  # no lone surrogate left: it encodes
+
+
+def test_a_narration_of_only_escapes_is_no_narration() -> None:
+    data = {"scenes": [{"narration": "\u0000\u001b[0m\u0007"}]}
+    with pytest.raises(ScriptError, match="no 'narration'"):
+        parse_script(json.dumps(data), filename="x.json")
+
+
+def test_a_lone_surrogate_in_text_is_a_script_error_with_its_line() -> None:
+    with pytest.raises(ScriptError) as caught:
+        parse_script("# T\n## 1\nHello \ud800 there.\n", filename="x.md")
+    assert caught.value.line == 3
+    assert "lone surrogate" in str(caught.value)
+
+
+def test_markdown_title_with_markup_and_c1_controls_is_kept_as_text() -> None:
+    script = parse_script("# [/x] [bold]big\u009b31m\n## 1\nHello.", filename="x.md")
+    assert script.title == "[/x] [bold]big"  # the C1 escape sequence (CSI 31 m) is gone
+
+
+@pytest.mark.parametrize(
+    ("dirty", "clean"),
+    [
+        ("a\x1b[31mb\x1b[0m", "ab"),
+        ("a\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\", "alink"),
+        ("a\x1b]0;title\x07b", "ab"),
+        ("a\x00b", "a b"),
+        ("a\ud800b", "ab"),
+        ("  a \n\t b  ", "a b"),
+        ("a\x9b2Jb", "ab"),
+        ("映画 🎬 فيلم", "映画 🎬 فيلم"),
+    ],
+)
+def test_clean_text(dirty: str, clean: str) -> None:
+    assert clean_text(dirty) == clean

@@ -13,7 +13,9 @@ It runs as its own process, not in the caller's: the library keeps global state,
 process can be killed when a render is cancelled. It only uses the standard library, so it
 starts fast (run it with `-I`, by path).
 
-Exit status: 0 done; 2 unknown voice; 3 libespeak-ng cannot be loaded; 4 synthesis failed.
+Exit status: 0 done; 2 unknown voice; 3 libespeak-ng cannot be loaded; 4 synthesis failed;
+5 the WAV cannot be written (a full disk, a read-only folder). With each of these, stderr holds
+one plain line for the user (no traceback, no path).
 """
 
 from __future__ import annotations
@@ -106,11 +108,15 @@ def speak(voice: str, wpm: int, text: str, out: str) -> dict[str, Any]:
     if status != 0 or not samples:
         print(f"espeak_Synth failed (status {status})", file=sys.stderr)
         raise SystemExit(4)
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(_little_endian(samples))
+    try:
+        with wave.open(out, "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(rate)
+            w.writeframes(_little_endian(samples))
+    except OSError as exc:
+        print(f"cannot write the speech: {exc.strerror or type(exc).__name__}", file=sys.stderr)
+        raise SystemExit(5) from None
     lib.espeak_Terminate()
     return {"rate": rate, "samples": len(samples) // 2, "words": words}
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -21,6 +22,13 @@ from .base import WordMark
 
 ESPEAK_DEFAULT_WPM = 175
 HELPER = Path(_espeak_words.__file__)
+# The helper's exit statuses that come with one plain line on stderr (see its docstring).
+HELPER_PLAIN_EXITS = frozenset({2, 3, 4, 5})
+log = logging.getLogger(__name__)
+# libespeak-ng opens an audio device through pcaudiolib even when it only writes WAVs, and
+# PulseAudio's client then makes runtime folders in $HOME/.config and $TMPDIR. A server address
+# that cannot exist (/dev/null is no folder) keeps it from trying: nothing is written there.
+NO_SOUND_SERVER = {"PULSE_SERVER": "unix:/dev/null/reelbot-plays-no-sound"}
 
 
 class EspeakTTS:
@@ -35,7 +43,7 @@ class EspeakTTS:
         """Language codes, voice names and voice files espeak-ng knows, lower-cased."""
         if self._voice_names is None:
             listing = await run_program(["espeak-ng", "--voices"], what="espeak-ng --voices",
-                                        timeout=30)  # fmt: skip
+                                        timeout=30, env=NO_SOUND_SERVER)  # fmt: skip
             names: set[str] = set()
             for row in listing.decode("utf-8", "replace").splitlines()[1:]:
                 columns = row.split()
@@ -75,14 +83,23 @@ class EspeakTTS:
             # Text goes in on stdin, so nothing the user wrote can be read as an option.
             argv = ["espeak-ng", "-v", voice, "-s", str(wpm), "-w", str(out)]
         try:
-            report = await run_program(
-                argv, what="espeak-ng", timeout=self.timeout, stdin=text.encode("utf-8")
-            )
+            report = await run_program(argv, what="espeak-ng", timeout=self.timeout,
+                                       stdin=text.encode("utf-8"), env=NO_SOUND_SERVER)  # fmt: skip
         except MediaError as exc:
-            raise TTSError(f"{exc}: {exc.detail[-300:]}".rstrip(": ")) from None
+            raise _speech_error(exc, helper=argv[0] == sys.executable) from None
         if not self._has_library():
             return None
         return parse_word_report(report)
+
+
+def _speech_error(exc: MediaError, *, helper: bool) -> TTSError:
+    """The helper's one plain line, or espeak-ng's last; anything longer (a traceback, with
+    machine paths) goes to the log, and the user reads the reason found in it."""
+    log.debug("espeak-ng failed: %s", exc.detail)
+    lines = exc.detail.strip().splitlines()
+    if lines and (exc.returncode in HELPER_PLAIN_EXITS if helper else len(lines) == 1):
+        return TTSError(f"espeak-ng: {lines[-1][:300]}")
+    return TTSError(str(exc))
 
 
 def parse_word_report(report: bytes) -> list[WordMark]:

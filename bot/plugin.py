@@ -1,0 +1,34 @@
+"""The Discord bot as a `reelbot` plugin: `reelbot bot`, and the config tables the bot reads.
+
+Light on purpose: `reelbot render` loads it to know the bot's tables; discord.py is imported
+only when `reelbot bot` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from pipeline.plugins import FrontEnd, SubCommands
+
+from .config import BOT_SECTIONS
+
+__all__ = ["front_end", "register"]
+
+
+def register(commands: SubCommands) -> None:
+    """Add `reelbot bot` to the pipeline's command line (entry point `reelbot.commands`)."""
+    parser = commands.add_parser("bot", help="run the Discord bot")
+    parser.add_argument("--config", help="a config.toml")
+    parser.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                        help="log in detail (DEBUG; the default is INFO)")  # fmt: skip
+    parser.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .__main__ import main
+
+    argv = ["--config", args.config] if args.config else []
+    return main(argv + ["--verbose"] * args.verbose)
+
+
+front_end = FrontEnd(register=register, sections=BOT_SECTIONS)
