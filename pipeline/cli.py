@@ -177,6 +177,8 @@ def _table(progress: RenderProgress, elapsed: float) -> Table:
         table.add_row(str(scene.number), *cells)
         if scene.message:
             table.add_row("", f"[red]{escape(scene.message)}[/]", "", "")
+        elif scene.note:  # e.g. waiting out a rate limit
+            table.add_row("", f"[yellow]{escape(scene.note)}[/]", "", "")
     remaining = progress.estimate_remaining()
     eta = f", about {remaining:.0f} s left" if remaining is not None else ""
     join = SYMBOLS[progress.join] if progress.join else "[dim]·[/]"

@@ -22,18 +22,20 @@ import httpx
 from .cache import ArtifactCache, content_key
 from .captions import ass_document, cues_from_words, cues_proportional, speech_span, split_phrases
 from .config import Settings
-from .errors import MediaError, ReelbotError, SceneFailed
+from .errors import ImageError, MediaError, ReelbotError, SceneFailed
 from .events import (
     EventSink,
     JobDone,
     JobFailed,
     JobStarted,
     ProgressEvent,
+    RetryWait,
     SceneEvent,
     Stage,
     Status,
 )
 from .images import ImageProvider, make_images
+from .images.formats import IMAGE_SUFFIXES, image_type_of
 from .media import probe_duration
 from .plan import RenderPlan, ScenePlan
 from .soundtrack import NarrationPart, finish_sound, sound_pass_needed
@@ -279,19 +281,25 @@ class Renderer:
         request = scene.image
         key = content_key("image", provider=self.images.name, **vars(request) | {"scene": 0})
         seed = request.seed
-        cached = self.cache.lookup("image", key, ".png")
+        cached = self.cache.lookup("image", key, IMAGE_SUFFIXES)
         if cached is not None:
             self._scene_event(scene.number, Stage.IMAGE, Status.CACHED, path=cached, seed=seed)
             return cached
         self._scene_event(scene.number, Stage.IMAGE, Status.WAITING, seed=seed)
 
+        def waiting(seconds: float, reason: str) -> None:
+            self._emit(RetryWait(self._now(), scene.number, Stage.IMAGE, seconds, reason))
+
         async def make() -> Path:
             async with self.image_slot:
                 self._stop_if_failing()
                 self._scene_event(scene.number, Stage.IMAGE, Status.STARTED, seed=seed)
-                async with self.cache.writing("image", key, ".png") as temp:
-                    await self.images.generate(request, temp)
-            return self.cache.path("image", key, ".png")
+                async with self.cache.writing("image", key, _image_suffix) as temp:
+                    await self.images.generate(request, temp, on_wait=waiting)
+            made = self.cache.lookup("image", key, IMAGE_SUFFIXES)
+            if made is None:  # removed between the write and now: say so, do not guess
+                raise ImageError(f"scene {scene.number}'s image left the cache as it was made")
+            return made
 
         path = await self._stage(scene.number, Stage.IMAGE, make())
         self._scene_event(scene.number, Stage.IMAGE, Status.DONE, path=path, seed=seed)
@@ -375,6 +383,15 @@ class Renderer:
             self._failing = True
             self._scene_event(scene, stage, Status.FAILED, message=str(exc))
             raise SceneFailed(scene, stage.value, exc) from exc
+
+
+def _image_suffix(made: Path) -> str:
+    """A picture is named for what its bytes are (PNG, JPEG, WebP), never an assumed type."""
+    kind = image_type_of(made)
+    if kind is None:
+        raise ImageError("the image provider wrote something that is not a PNG, JPEG or WebP",
+                         retryable=True)  # fmt: skip
+    return kind.suffix
 
 
 def _dump_words(words: list[WordMark] | None) -> str:
