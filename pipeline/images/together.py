@@ -156,7 +156,7 @@ class TogetherImages:
                     content = await _read_capped(response)
                     return response.status_code, response.headers, content
         except (httpx.TimeoutException, TimeoutError):
-            raise _Retry(f"did not answer within {timeout:.0f} s") from None
+            raise _Retry(f"did not answer within {_seconds(timeout)}") from None
         except httpx.TransportError as exc:
             raise _Retry(f"could not be reached ({type(exc).__name__})") from None
 

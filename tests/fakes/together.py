@@ -142,6 +142,7 @@ class FakeTogether(FakeServer):
         palette: Sequence[Colour] = PALETTE,
         models: Sequence[dict[str, Any]] = DEFAULT_MODELS,
         answer_format: ImageFormat | None = None,
+        answer_url: bool = False,
         image_url: Callable[[str], str] | None = None,
         port: int = 0,
     ) -> None:
@@ -161,13 +162,17 @@ class FakeTogether(FakeServer):
         self.models: list[dict[str, Any]] = [dict(m) for m in models]
         # Answer in this format whatever output_format asks (a model or proxy that does).
         self.answer_format = answer_format
-        # For response_format "url": where the answer points (default: this fake's own file).
+        # Answer a URL even when base64 is asked (a model that only answers by URL).
+        self.answer_url = answer_url
+        # For URL answers: where the answer points (default: this fake's own file).
         self.image_url = image_url
+        self.file_faults: list[int] = []  # statuses the image files answer first, in order
         self.overlaps = 0  # requests that arrived while another was in flight (answered 429)
         self.successes = 0
         self.rate_limited = 0  # 429s sent by the rate-limit window
         self.model_requests: list[RecordedRequest] = []  # GET /v1/models
         self.file_requests: list[str] = []  # GETs of the images served by URL
+        self.file_auth: list[str | None] = []  # their Authorization headers (None: none)
         self._files: dict[str, tuple[bytes, str]] = {}
         self._window_start: float | None = None
 
@@ -285,7 +290,7 @@ class FakeTogether(FakeServer):
         request: web.Request,
         response_format: str | None,
     ) -> dict[str, Any]:
-        if response_format != "url":  # "base64" (the service's default)
+        if response_format != "url" and not self.answer_url:  # "base64", the default
             b64 = base64.b64encode(picture).decode("ascii")
             return {"index": index, "b64_json": b64, "type": "b64_json"}
         name = f"{self.successes:06d}-{index}.{_SUFFIXES[image_format]}"
@@ -309,6 +314,9 @@ class FakeTogether(FakeServer):
     async def _file(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         self.file_requests.append(name)
+        self.file_auth.append(request.headers.get("Authorization"))
+        if self.file_faults:
+            return web.Response(status=self.file_faults.pop(0), text="fault")
         if name not in self._files:
             return web.Response(status=404, text="Not Found")
         data, content_type = self._files[name]
