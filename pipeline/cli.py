@@ -88,7 +88,10 @@ def _parser() -> argparse.ArgumentParser:
 
     doctor = commands.add_parser("doctor", help="check ffmpeg, espeak-ng, config and keys")
     doctor.add_argument("--config", type=Path, help="a config.toml")
-    doctor.set_defaults(run=lambda args: run_doctor(args.config, console))
+    doctor.add_argument("--online", action="store_true",
+                        help="also ask Together.ai whether it takes the key and offers the "
+                        "model (one model-list request; no image is made)")  # fmt: skip
+    doctor.set_defaults(run=lambda args: run_doctor(args.config, console, online=args.online))
 
     for plugin in entry_points(group="reelbot.commands"):
         register: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
