@@ -101,7 +101,7 @@ class FakeServer(Service):
             raise RuntimeError(f"{type(self).__name__} is not started")
         return f"http://127.0.0.1:{self.port}/v1"
 
-    async def respond(self, request: web.Request, rec: RecordedRequest) -> web.Response:
+    async def respond(self, request: web.Request, rec: RecordedRequest) -> web.StreamResponse:
         raise NotImplementedError
 
     def add_routes(self, app: web.Application) -> None:
@@ -162,7 +162,7 @@ class FakeServer(Service):
             runner, self._runner = self._runner, None
             await runner.cleanup()
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         rec = RecordedRequest(
