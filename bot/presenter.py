@@ -478,8 +478,8 @@ class JobPresenter:
             log.exception("job %d: could not notify the requester", self.job.id)
 
     def upload_limit(self, job: Job) -> int:
-        if job.options.upload_limit:
-            return job.options.upload_limit
+        """The guild's limit (its boost level's), which binds the bot's own messages; not the
+        interaction's, which is what the requester (with their Nitro) may upload."""
         guild = self.client.get_guild(job.guild_id) if job.guild_id else None
         return guild.filesize_limit if guild else discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
 
