@@ -42,6 +42,7 @@ __all__ = [
     "fit_to_limit",
     "format_size",
     "plan_fit",
+    "upload_limit_for",
 ]
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,15 @@ MIN_SHORT_SIDE = 240
 MAX_ENCODES = 3
 RETRY_SHRINK = 0.7  # after a 413, aim this far under the size Discord refused
 REQUEST_TOO_LARGE = 40005
+
+
+def upload_limit_for(guild: discord.Guild | None) -> int:
+    """What the bot may post in `guild`: its limit by boost level (10 MiB; 50 / 100 MiB at
+    level 2 / 3), not any interaction's, which is the invoking user's (their Nitro included).
+    Outside a guild (or one not in the cache): 10 MiB."""
+    return (
+        guild.filesize_limit if guild is not None else discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
+    )
 
 
 @dataclass(frozen=True)

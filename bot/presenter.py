@@ -44,7 +44,7 @@ from pipeline.storyboard import make_storyboard, scene_images
 
 from .answers import mention_only
 from .config import BotSettings
-from .delivery import VideoDelivery
+from .delivery import VideoDelivery, upload_limit_for
 from .progress_message import (
     EDIT_LIMIT_REACHED,
     UNKNOWN_MESSAGE,
@@ -478,10 +478,7 @@ class JobPresenter:
             log.exception("job %d: could not notify the requester", self.job.id)
 
     def upload_limit(self, job: Job) -> int:
-        """The guild's limit (its boost level's), which binds the bot's own messages; not the
-        interaction's, which is what the requester (with their Nitro) may upload."""
-        guild = self.client.get_guild(job.guild_id) if job.guild_id else None
-        return guild.filesize_limit if guild else discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
+        return upload_limit_for(self.client.get_guild(job.guild_id) if job.guild_id else None)
 
     # ------------------------------------------------------------ drawing
 
