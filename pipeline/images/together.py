@@ -145,17 +145,17 @@ class TogetherImages:
     async def _exchange(
         self, method: str, url: str, **kwargs: Any
     ) -> tuple[int, httpx.Headers, bytes]:
-        """One HTTP exchange within `[images] timeout`, its body read up to MAX_ANSWER_BYTES."""
+        """One HTTP exchange, each of its steps (connect, send, every read) within
+        `[images] timeout`, its body read up to MAX_ANSWER_BYTES."""
         timeout = self.config.timeout
         try:
-            async with asyncio.timeout(timeout):
-                async with self.client.stream(
-                    method, url, headers=self._headers if method == "POST" else None,
-                    timeout=timeout, **kwargs,
-                ) as response:  # fmt: skip
-                    content = await _read_capped(response)
-                    return response.status_code, response.headers, content
-        except (httpx.TimeoutException, TimeoutError):
+            async with self.client.stream(
+                method, url, headers=self._headers if method == "POST" else None,
+                timeout=timeout, **kwargs,
+            ) as response:  # fmt: skip
+                content = await _read_capped(response)
+                return response.status_code, response.headers, content
+        except httpx.TimeoutException:
             raise _Retry(f"did not answer within {_seconds(timeout)}") from None
         except httpx.TransportError as exc:
             raise _Retry(f"could not be reached ({type(exc).__name__})") from None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import struct
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,9 @@ from .espeak import EspeakTTS
 __all__ = ["OpenAISpeechTTS", "takes_instructions", "with_true_sizes"]
 
 log = logging.getLogger(__name__)
+# The shape of an espeak-ng voice (a language tag, maybe with a variant: en, en-us, en-gb-x-rp,
+# en+f3). Only a voice of this shape is looked up in espeak-ng's list (a subprocess, once).
+_LANGUAGE_TAG = re.compile(r"^[a-z]{2,3}(-[a-z0-9]+)*(\+[a-z0-9_-]+)?$", re.IGNORECASE)
 
 
 def takes_instructions(model: str) -> bool:
@@ -44,6 +48,7 @@ class OpenAISpeechTTS:
         self.client = client
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._espeak = EspeakTTS()
+        self._espeak_lock = asyncio.Lock()  # every scene starts at once: list the voices once
         if config.instructions and not takes_instructions(config.model):
             log.warning("[tts] instructions are not sent: the model %s does not take them "
                         "(gpt-4o-mini-tts does)", config.model)  # fmt: skip
@@ -94,8 +99,11 @@ class OpenAISpeechTTS:
         raise AssertionError("unreachable")
 
     async def _is_espeak_voice(self, voice: str) -> bool:
+        if not _LANGUAGE_TAG.match(voice):
+            return False  # alloy, af_bella, af_bella+af_sky: not the shape of an espeak-ng voice
         try:
-            return await self._espeak.knows_voice(voice)
+            async with self._espeak_lock:
+                return await self._espeak.knows_voice(voice)
         except ReelbotError:  # espeak-ng is not installed: nothing to confuse it with
             return False
 
