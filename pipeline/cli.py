@@ -180,8 +180,9 @@ def _table(progress: RenderProgress, elapsed: float) -> Table:
         table.add_row(str(scene.number), *cells)
         if scene.message:
             table.add_row("", f"[red]{escape(scene.message)}[/]", "", "")
-        elif scene.note:  # e.g. waiting out a rate limit
-            table.add_row("", f"[yellow]{escape(scene.note)}[/]", "", "")
+        elif scene.note:  # e.g. the image waiting out a rate limit
+            stage = f"{scene.note_stage.value}: " if scene.note_stage else ""
+            table.add_row("", f"[yellow]{stage}{escape(scene.note)}[/]", "", "")
     remaining = progress.estimate_remaining()
     eta = f", about {remaining:.0f} s left" if remaining is not None else ""
     join = SYMBOLS[progress.join] if progress.join else "[dim]·[/]"

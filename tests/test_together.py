@@ -204,7 +204,7 @@ def test_a_wait_is_shown_in_the_terminal_table_until_the_stage_moves_on() -> Non
     progress.apply(RetryWait(0.2, 1, Stage.IMAGE, 40.0, "waiting for Together's rate limit (40 s)"))
     console = Console(width=120, record=True)
     console.print(_table(progress, 1.0))
-    assert "waiting for Together's rate limit (40 s)" in console.export_text()
+    assert "image: waiting for Together's rate limit (40 s)" in console.export_text()
     progress.apply(SceneEvent(0.3, 1, Stage.AUDIO, Status.DONE))  # another stage: still waiting
     assert progress.scenes[0].note
     progress.apply(SceneEvent(40.3, 1, Stage.IMAGE, Status.DONE))
