@@ -181,8 +181,8 @@ def _table(progress: RenderProgress, elapsed: float) -> Table:
         if scene.message:
             table.add_row("", f"[red]{escape(scene.message)}[/]", "", "")
         elif scene.note:  # e.g. the image waiting out a rate limit
-            stage = f"{scene.note_stage.value}: " if scene.note_stage else ""
-            table.add_row("", f"[yellow]{stage}{escape(scene.note)}[/]", "", "")
+            waiting = f"{scene.note_stage.value}: " if scene.note_stage else ""
+            table.add_row("", f"[yellow]{waiting}{escape(scene.note)}[/]", "", "")
     remaining = progress.estimate_remaining()
     eta = f", about {remaining:.0f} s left" if remaining is not None else ""
     join = SYMBOLS[progress.join] if progress.join else "[dim]·[/]"
