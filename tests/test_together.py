@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
 from PIL import Image
 from rich.console import Console
 
@@ -16,7 +17,7 @@ from pipeline.cli import _table
 from pipeline.config import ImagesConfig
 from pipeline.errors import SceneFailed
 from pipeline.events import JobStarted, ProgressEvent, RetryWait, SceneEvent, Stage, Status
-from pipeline.images.together import rate_limit_wait
+from pipeline.images.together import MAX_ANSWER_BYTES, rate_limit_wait
 from pipeline.plan import plan_render
 from pipeline.progress import RenderProgress
 from pipeline.render import render_plan
@@ -245,3 +246,37 @@ async def test_an_image_url_is_fetched_only_over_http_and_a_dead_host_is_said_pl
     assert "unexpected error" not in message
     assert caught.value.cause.retryable  # type: ignore[attr-defined]  # an ImageError
     assert fake.successes == 1  # one image was made; reelbot did not take it from elsewhere
+
+
+async def test_an_image_url_answer_over_the_size_cap_is_refused(
+    settings_for: Any, tmp_path: Path
+) -> None:
+    """A file host that announces more than the cap (48 MB) is not read: the answer is refused
+    as it would be from the API itself."""
+
+    async def huge(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "image/png"})
+        response.content_length = MAX_ANSWER_BYTES + 1
+        await response.prepare(request)
+        await response.write(b"\x89PNG\r\n\x1a\n")
+        return response
+
+    app = web.Application()
+    app.router.add_get("/huge.png", huge)
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with FakeTogether(
+            expected_key=KEY,
+            answer_url=True,
+            image_url=lambda _: f"http://127.0.0.1:{port}/huge.png",
+        ) as fake:
+            with pytest.raises(SceneFailed) as caught:
+                await render(settings_for(fake, max_attempts=2), tmp_path / "v.mp4")
+    finally:
+        await runner.cleanup()
+    assert f"{MAX_ANSWER_BYTES + 1:,} bytes, over the 48 MB cap" in str(caught.value)
+    assert caught.value.cause.retryable  # type: ignore[attr-defined]  # an ImageError
