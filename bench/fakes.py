@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import base64
+import io
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from PIL import Image
 
 from pipeline.config import Secrets, Settings
-from tests.fakes.server import RecordedRequest, error_response
+from tests.fakes.server import Colour
 from tests.fakes.speech import FakeSpeech
-from tests.fakes.together import BadRequest, FakeTogether, parse_image_request
+from tests.fakes.together import FakeTogether, ImageFormat
 
 from .media import photo_pool
 
@@ -25,27 +24,21 @@ BENCH_KEY = "bench-not-a-real-key"
 class PhotoTogether(FakeTogether):
     """FakeTogether answering photo-like pictures instead of flat colours, so that a clip costs
     the encoder what a clip of a real picture costs. The pictures are made before the clock
-    starts; answering one costs a base64 encoding."""
+    starts; answering one costs a base64 encoding. Requests are checked against the published
+    contract as FakeTogether checks them."""
 
     def __init__(self, *, sizes: list[tuple[int, int]], **knobs: Any) -> None:
         super().__init__(**knobs)
         self.pictures = {size: photo_pool(*size) for size in sizes}
 
-    async def _generate(self, rec: RecordedRequest) -> web.Response:
-        try:
-            model, width, height, n = parse_image_request(rec.json)
-        except BadRequest as exc:
-            return error_response(400, str(exc), "invalid_request_error")
+    def picture(self, width: int, height: int, colour: Colour, image_format: ImageFormat) -> bytes:
         pool = self.pictures.get((width, height)) or photo_pool(width, height)
-        await asyncio.sleep(self.latency)
-        picture = pool[self.successes % len(pool)]
-        self.successes += 1
-        b64 = base64.b64encode(picture).decode("ascii")
-        data = [{"index": i, "b64_json": b64, "timings": {"inference": self.latency}}
-                for i in range(n)]  # fmt: skip
-        return web.json_response(
-            {"id": f"fake-{self.successes:06d}", "model": model, "object": "list", "data": data}
-        )
+        picture = pool[(self.successes - 1) % len(pool)]  # a PNG, what reelbot asks for
+        if image_format == "PNG":
+            return picture
+        out = io.BytesIO()  # asked for another format: answer in it, as the service does
+        Image.open(io.BytesIO(picture)).convert("RGB").save(out, format=image_format)
+        return out.getvalue()
 
 
 @dataclass(frozen=True)

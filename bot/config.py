@@ -31,8 +31,9 @@ class DiscordConfig(ConfigSection):
     reviewer_role_ids: tuple[int, ...] = ()
     # Progress edits are coalesced to at most one per this many seconds per message.
     edit_interval: float = Field(2.0, ge=0.2)
-    # A progress message older than this is replaced by a new one (Discord stops
-    # allowing edits of messages older than an hour: error 30046).
+    # A progress message older than this is replaced by a new one: a message older than an
+    # hour may be edited only so often (error 30046, "Maximum number of edits to messages
+    # older than 1 hour reached").
     message_max_age: float = Field(50 * 60, ge=10)
     # Largest script attachment accepted (checked before downloading).
     max_attachment_bytes: int = Field(256 * 1024, ge=1024)

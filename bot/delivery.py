@@ -1,18 +1,25 @@
 """Posting the finished video: within the upload limit, or a plain word why not.
 
-The limit is the one Discord reported with the command (`Interaction.filesize_limit`). A video
-over it is re-encoded to a bitrate that fits:
+The limit is the guild's (`Guild.filesize_limit`: 10 MiB, or 50 / 100 MiB in a server boosted
+to level 2 / 3), the limit that binds the bot's own `channel.send`; not the interaction's
+`attachment_size_limit`, which is what the *invoking user* may upload (their Nitro included).
+A video over it is re-encoded, aiming at 85–95 % of the allowance:
 
-    video kbit/s = limit × 8 × 0.95 / duration − audio kbit/s
+    video kbit/s = limit × 8 × 0.90 / duration − audio kbit/s
 
-and scaled down to a frame size that bitrate can carry. If that bitrate would be absurdly low,
-the bot says the video is too long to post and where the file is kept. A 413 from Discord
-(code 40005: the real limit was smaller) re-encodes smaller once and tries again.
+at the largest frame that bitrate carries well (about 0.02 bits per pixel per frame: 1080x1920
+at 30 fps wants 1.2 Mbit/s), never larger than the video's own. x264 rarely lands exactly on a
+bitrate, so the size is measured and the bitrate corrected by the miss, up to three encodes; the
+largest result under the limit is kept. (A picture so simple that it needs fewer bits even at
+its full frame size stays smaller.) If the bitrate would be absurdly low, the bot says the video
+is too long to post and where the file is kept. A 413 from Discord (code 40005: the real limit
+was smaller) re-encodes smaller once and tries again.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,17 +42,29 @@ __all__ = [
     "fit_to_limit",
     "format_size",
     "plan_fit",
+    "upload_limit_for",
 ]
 
 log = logging.getLogger(__name__)
 
-SAFETY = 0.95  # share of the limit the streams may use (container overhead, rate error)
+AIM = 0.90  # share of the limit a re-encode aims at ...
+LOW = 0.85  # ... and the least it is content with (never more than the limit)
 AUDIO_KBPS = 64  # narration survives 64 kbit/s AAC well
 MIN_VIDEO_KBPS = 40  # below this, a still-image slideshow turns to mush: refuse instead
-# (video kbit/s at least, shorter side of the frame): a lower bitrate gets a smaller frame.
-FRAME_STEPS = ((1500, 1080), (700, 720), (300, 540), (0, 360))
+BITS_PER_PIXEL = 0.02  # per frame: what a slow zoom over a still picture needs to look clean
+MIN_SHORT_SIDE = 240
+MAX_ENCODES = 3
 RETRY_SHRINK = 0.7  # after a 413, aim this far under the size Discord refused
 REQUEST_TOO_LARGE = 40005
+
+
+def upload_limit_for(guild: discord.Guild | None) -> int:
+    """What the bot may post in `guild`: its limit by boost level (10 MiB; 50 / 100 MiB at
+    level 2 / 3), not any interaction's, which is the invoking user's (their Nitro included).
+    Outside a guild (or one not in the cache): 10 MiB."""
+    return (
+        guild.filesize_limit if guild is not None else discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
+    )
 
 
 @dataclass(frozen=True)
@@ -56,16 +75,19 @@ class FitPlan:
     height: int
 
 
-def plan_fit(limit_bytes: int, duration: float, width: int, height: int) -> FitPlan | None:
-    """How to re-encode a `duration`-second video to fit `limit_bytes`; None if it can't."""
+def plan_fit(
+    target_bytes: float, duration: float, width: int, height: int, fps: float = 30.0
+) -> FitPlan | None:
+    """How to re-encode a `duration`-second video to about `target_bytes`; None if the
+    bitrate that leaves is too low to be worth sending."""
     if duration <= 0:
         return None
-    total_kbps = limit_bytes * 8 * SAFETY / duration / 1000
-    video_kbps = int(total_kbps - AUDIO_KBPS)
+    video_kbps = int(target_bytes * 8 / duration / 1000 - AUDIO_KBPS)
     if video_kbps < MIN_VIDEO_KBPS:
         return None
-    short_side = next(side for floor, side in FRAME_STEPS if video_kbps >= floor)
-    scale = min(1.0, short_side / min(width, height))
+    pixels = video_kbps * 1000 / (BITS_PER_PIXEL * max(fps, 1.0))
+    scale = min(1.0, math.sqrt(pixels / (width * height)))
+    scale = max(scale, min(1.0, MIN_SHORT_SIDE / min(width, height)))
     return FitPlan(video_kbps, AUDIO_KBPS, _even(width * scale), _even(height * scale))
 
 
@@ -74,7 +96,8 @@ def _even(value: float) -> int:
 
 
 def fit_argv(source: Path, out: Path, plan: FitPlan, *, preset: str) -> list[str]:
-    """ffmpeg argv (never a shell) re-encoding `source` to `plan`."""
+    """ffmpeg argv (never a shell) re-encoding `source` to `plan`. An average bitrate with a
+    loose peak cap: a strict one-second buffer makes x264 undershoot by half."""
     stream = ffmpeg.input(str(source))
     video = stream.video.filter("scale", plan.width, plan.height).filter("setsar", 1)
     kbps = plan.video_kbps
@@ -90,7 +113,7 @@ def fit_argv(source: Path, out: Path, plan: FitPlan, *, preset: str) -> list[str
             audio_bitrate=f"{plan.audio_kbps}k",
             movflags="+faststart",
             f="mp4",
-            **{"b:v": f"{kbps}k", "maxrate": f"{kbps}k", "bufsize": f"{kbps}k"},
+            **{"b:v": f"{kbps}k", "maxrate": f"{2 * kbps}k", "bufsize": f"{4 * kbps}k"},
         )
         .global_args("-hide_banner", "-nostdin", "-loglevel", "error")
         .overwrite_output()
@@ -102,29 +125,51 @@ def fit_argv(source: Path, out: Path, plan: FitPlan, *, preset: str) -> list[str
 async def fit_to_limit(
     source: Path, out: Path, limit_bytes: int, *, duration: float, preset: str, timeout: float
 ) -> Path | None:
-    """Re-encode `source` into `out` under `limit_bytes`; None if it cannot fit. The rate
-    control may overshoot a little, so an encode that comes out too big is tried again (at
-    most twice) at a bitrate scaled down by how much it missed."""
+    """Re-encode `source` into `out` at 85–95 % of `limit_bytes` (see the module); None if it
+    cannot fit."""
     info = await probe(source)
     video = info.stream("video") or {}
     width, height = int(str(video.get("width", 1080))), int(str(video.get("height", 1920)))
-    target = limit_bytes
-    for _ in range(3):
-        plan = plan_fit(target, duration, width, height)
-        if plan is None:
-            break
-        argv = fit_argv(source, out, plan, preset=preset)
-        await run_program(argv, what="ffmpeg (re-encode to fit the upload limit)", timeout=timeout)
-        size = out.stat().st_size
-        if size <= limit_bytes:
-            log.info("re-encoded %s to %s (%d kbit/s video, %dx%d) for a %s limit", source.name,
-                     format_size(size), plan.video_kbps, plan.width, plan.height,
-                     format_size(limit_bytes))  # fmt: skip
-            return out
-        # Rate control missed (noisy content does): aim lower by the miss, and a margin.
-        target = int(target * limit_bytes / size * 0.9)
-    out.unlink(missing_ok=True)
-    return None
+    fps = _rate(str(video.get("avg_frame_rate") or video.get("r_frame_rate") or "30"))
+    target = limit_bytes * AIM
+    best: tuple[int, FitPlan] | None = None
+    attempt = out.with_name(f"{out.stem}.try{out.suffix}")
+    try:
+        for _ in range(MAX_ENCODES):
+            plan = plan_fit(target, duration, width, height, fps)
+            if plan is None:
+                break
+            argv = fit_argv(source, attempt, plan, preset=preset)
+            await run_program(argv, what="ffmpeg (re-encode to fit the upload limit)",
+                              timeout=timeout)  # fmt: skip
+            size = attempt.stat().st_size
+            if size <= limit_bytes and (best is None or size > best[0]):
+                attempt.replace(out)
+                best = (size, plan)
+                if size >= LOW * limit_bytes:
+                    break
+            # Missed the window: correct the bitrate by the miss and encode again.
+            target *= AIM * limit_bytes / size
+    finally:
+        attempt.unlink(missing_ok=True)
+    if best is None:
+        out.unlink(missing_ok=True)
+        return None
+    size, plan = best
+    log.info("re-encoded %s to %s (%.0f %% of the %s limit; %d kbit/s video, %dx%d)",
+             source.name, format_size(size), 100 * size / limit_bytes, format_size(limit_bytes),
+             plan.video_kbps, plan.width, plan.height)  # fmt: skip
+    return out
+
+
+def _rate(text: str) -> float:
+    """A frame rate as ffprobe writes it ("30/1", "30000/1001")."""
+    try:
+        num, _, den = text.partition("/")
+        value = float(num) / float(den or 1)
+    except (ValueError, ZeroDivisionError):
+        return 30.0
+    return value if value > 0 else 30.0
 
 
 def format_size(size: float) -> str:

@@ -44,7 +44,7 @@ from pipeline.storyboard import make_storyboard, scene_images
 
 from .answers import mention_only
 from .config import BotSettings
-from .delivery import VideoDelivery
+from .delivery import VideoDelivery, upload_limit_for
 from .forgotten import show_forgotten
 from .progress_message import (
     EDIT_LIMIT_REACHED,
@@ -488,10 +488,7 @@ class JobPresenter:
             log.exception("job %d: could not notify the requester", self.job.id)
 
     def upload_limit(self, job: Job) -> int:
-        if job.options.upload_limit:
-            return job.options.upload_limit
-        guild = self.client.get_guild(job.guild_id) if job.guild_id else None
-        return guild.filesize_limit if guild else discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
+        return upload_limit_for(self.client.get_guild(job.guild_id) if job.guild_id else None)
 
     # ------------------------------------------------------------ drawing
 

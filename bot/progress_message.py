@@ -6,7 +6,8 @@ RenderProgress ──view_of()──► ProgressView ──build_embed()──�
                                     │  the final view is always drawn
                                     ▼
               ProgressMessage: edit the message; if Discord will not edit it any more
-              (older than `message_max_age`, error 30046, or deleted) post a new one and
+              (older than `message_max_age`, at the edit limit of messages older than an hour:
+              error 30046, or deleted) post a new one and
               record it in the store, so a restart continues the right message.
 
 While a job waits for review the message lists each scene's approval and carries an
@@ -67,7 +68,9 @@ DESCRIPTION_BUDGET = 3600
 FIELD_LIMIT = 1000
 BAR_CELLS = 12
 # Codes after which a progress message cannot be edited any more: post a new one.
-EDIT_LIMIT_REACHED = 30046  # "Maximum number of edits to messages older than 1 hour reached"
+# 30046: "Maximum number of edits to messages older than 1 hour reached": a message older than
+# an hour may be edited only so often.
+EDIT_LIMIT_REACHED = 30046
 UNKNOWN_MESSAGE = 10008
 
 
@@ -166,7 +169,9 @@ def view_of(
         scenes = tuple(_review_line(r) for r in records)
     elif progress.scenes:
         scenes = tuple(
-            SceneLine(s.number, tuple(s.status(stage) for stage in SCENE_STAGES), s.message)
+            SceneLine(
+                s.number, tuple(s.status(stage) for stage in SCENE_STAGES), s.message or s.note
+            )
             for s in progress.scenes
         )
     else:  # not started yet: every scene still to do

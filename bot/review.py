@@ -24,6 +24,7 @@ import logging
 import re
 import weakref
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, cast
 
 import discord
@@ -414,7 +415,9 @@ class SceneReview:
                 continue
             if record.posted_version != record.version:
                 continue  # a newer version is on its way; its message is drawn when it comes
-            embed = scene_embed(job, record, filename=scene_filename(number, record.version))
+            suffix = Path(record.image).suffix if record.image else ".png"  # the image's type
+            filename = scene_filename(number, record.version, suffix)
+            embed = scene_embed(job, record, filename=filename)
             try:
                 await channel.get_partial_message(record.image_message_id).edit(
                     embed=embed, view=scene_buttons(job, record)

@@ -65,8 +65,6 @@ class JobOptions(BaseModel):
     # A music file attached to the command, saved in the artifact cache as
     # `<data_dir>/cache/music/<sha256[:2]>/<sha256>.<ext>`.
     music: str | None = None
-    # The upload limit Discord reported with the command, in bytes.
-    upload_limit: int | None = None
 
 
 @dataclass(frozen=True)

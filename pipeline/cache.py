@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -31,11 +31,13 @@ class ArtifactCache:
     def path(self, kind: str, key: str, suffix: str) -> Path:
         return self.root / kind / key[:2] / f"{key}{suffix}"
 
-    def lookup(self, kind: str, key: str, suffix: str) -> Path | None:
-        path = self.path(kind, key, suffix)
-        if path.is_file() and path.stat().st_size > 0:
-            os.utime(path)  # recently used: last to be evicted
-            return path
+    def lookup(self, kind: str, key: str, suffix: str | tuple[str, ...]) -> Path | None:
+        """The artifact, if it exists (under any of the suffixes given)."""
+        for one in (suffix,) if isinstance(suffix, str) else suffix:
+            path = self.path(kind, key, one)
+            if path.is_file() and path.stat().st_size > 0:
+                os.utime(path)  # recently used: last to be evicted
+                return path
         return None
 
     def size(self) -> int:
@@ -61,15 +63,20 @@ class ArtifactCache:
         return [p for p in self.root.glob("*/*/*") if p.is_file() and not p.name.startswith(".")]
 
     @asynccontextmanager
-    async def writing(self, kind: str, key: str, suffix: str) -> AsyncIterator[Path]:
-        """Yield a temporary path to write; on success it becomes the artifact atomically."""
-        final = self.path(kind, key, suffix)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        temp = final.with_name(f".{final.stem}.{uuid.uuid4().hex[:8]}.part{suffix}")
+    async def writing(
+        self, kind: str, key: str, suffix: str | Callable[[Path], str]
+    ) -> AsyncIterator[Path]:
+        """Yield a temporary path to write; on success it becomes the artifact atomically.
+        `suffix` may be a function of the written file (a picture named for its real type)."""
+        folder = self.path(kind, key, "").parent
+        folder.mkdir(parents=True, exist_ok=True)
+        temp_suffix = suffix if isinstance(suffix, str) else ".bin"
+        temp = folder / f".{key}.{uuid.uuid4().hex[:8]}.part{temp_suffix}"
         try:
             yield temp
             if not temp.is_file() or temp.stat().st_size == 0:
                 raise FileNotFoundError(f"nothing was written to {temp.name}")
+            final = self.path(kind, key, suffix if isinstance(suffix, str) else suffix(temp))
             temp.replace(final)
         finally:
             temp.unlink(missing_ok=True)

@@ -113,7 +113,10 @@ def _parser() -> argparse.ArgumentParser:
 
     doctor = commands.add_parser("doctor", help="check ffmpeg, espeak-ng, config and keys")
     doctor.add_argument("--config", type=Path, help="a config.toml")
-    doctor.set_defaults(run=lambda args: run_doctor(args.config, console))
+    doctor.add_argument("--online", action="store_true",
+                        help="also ask Together.ai whether it takes the key and offers the "
+                        "model (one model-list request; no image is made)")  # fmt: skip
+    doctor.set_defaults(run=lambda args: run_doctor(args.config, console, online=args.online))
 
     for front_end in front_ends():
         front_end.register(commands)
@@ -227,6 +230,9 @@ def _table(progress: RenderProgress, elapsed: float) -> Table:
         table.add_row(str(scene.number), *cells)
         if scene.message:
             table.add_row("", f"[red]{escape(scene.message)}[/]", "", "")
+        elif scene.note:  # e.g. the image waiting out a rate limit
+            waiting = f"{scene.note_stage.value}: " if scene.note_stage else ""
+            table.add_row("", f"[yellow]{waiting}{escape(scene.note)}[/]", "", "")
     remaining = progress.estimate_remaining()
     eta = f", about {remaining:.0f} s left" if remaining is not None else ""
     join = SYMBOLS[progress.join] if progress.join else "[dim]·[/]"

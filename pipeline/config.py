@@ -36,6 +36,8 @@ from .aspect import Aspect, Size
 from .errors import ConfigError
 
 __all__ = [
+    "DEFAULT_VOICES",
+    "MODEL_STEPS",
     "CaptionsConfig",
     "ConfigSection",
     "ImagesConfig",
@@ -54,37 +56,68 @@ class ConfigSection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Diffusion steps when `[images] steps` is unset, per model (each step is billed). A model not
+# listed gets no `steps` field, so Together uses its own default (20).
+MODEL_STEPS: dict[str, int] = {
+    "black-forest-labs/FLUX.1-schnell": 4,
+    "black-forest-labs/FLUX.1-dev": 28,
+    "black-forest-labs/FLUX.1-krea-dev": 28,
+}
+# A speech server's voice when `[tts] voice` is unset: OpenAI's names, which Kokoro-FastAPI maps
+# to its own voices. espeak-ng's default is a language.
+DEFAULT_VOICES: dict[str, str] = {"espeak": "en-us", "openai": "alloy"}
+
+
 class ImagesConfig(ConfigSection):
     # "auto": Together.ai when TOGETHER_API_KEY is set, otherwise offline storyboard cards.
     provider: Literal["auto", "together", "card"] = "auto"
-    base_url: str = "https://api.together.xyz/v1"
-    model: str = "black-forest-labs/FLUX.1-schnell-Free"
+    base_url: str = "https://api.together.ai/v1"
+    model: str = "black-forest-labs/FLUX.1-schnell"
     max_concurrency: int = Field(1, ge=1)
     negative_prompt: str = ""
     # None: derived from the aspect (sides multiples of 16).
     width: int | None = Field(None, ge=64, le=2048, multiple_of=16)
     height: int | None = Field(None, ge=64, le=2048, multiple_of=16)
-    steps: int = Field(4, ge=1, le=50)
+    # None: the model's own (MODEL_STEPS).
+    steps: int | None = Field(None, ge=1, le=50)
     timeout: float = Field(120.0, gt=0)
+    # Attempts per image on server errors, timeouts and unreachable hosts (not on 429s).
     max_attempts: int = Field(6, ge=1)
     backoff_base: float = Field(2.0, ge=0)
     backoff_max: float = Field(60.0, ge=0)
+    # Seconds one image may spend waiting out Together's rate limit (429) before giving up.
+    rate_limit_wait: float = Field(600.0, ge=0)
 
     def size_for(self, aspect: Aspect) -> Size:
         default = aspect.image
         return Size(self.width or default.width, self.height or default.height)
+
+    @property
+    def model_steps(self) -> int | None:
+        """The steps to ask for: `steps` if set, else the model's default (None: the API's)."""
+        return self.steps if self.steps is not None else MODEL_STEPS.get(self.model)
 
 
 class TTSConfig(ConfigSection):
     provider: Literal["espeak", "openai"] = "espeak"
     base_url: str = "http://127.0.0.1:8880/v1"
     model: str = "kokoro"
-    voice: str = "en-us"
+    # None: the provider's default (DEFAULT_VOICES): en-us for espeak-ng, alloy for a server.
+    voice: str | None = Field(None, min_length=1)
     speed: float = Field(1.0, gt=0.25, le=4.0)
+    # How the voice should sound, for models that take instructions (gpt-4o-mini-tts).
+    instructions: str = Field("", max_length=4096)
+    # Most characters the speech server takes in one request (OpenAI: 4096); a longer scene is
+    # refused when the script is read.
+    max_input: int = Field(4096, ge=1)
     timeout: float = Field(60.0, gt=0)
     max_attempts: int = Field(3, ge=1)
     # When the speech server cannot be reached, narrate with espeak-ng instead of failing.
     fallback_to_espeak: bool = False
+
+    @property
+    def default_voice(self) -> str:
+        return self.voice or DEFAULT_VOICES[self.provider]
 
 
 class VideoConfig(ConfigSection):

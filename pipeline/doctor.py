@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import httpx
 from rich.console import Console
 from rich.markup import escape
 
@@ -18,7 +19,9 @@ from .tts._espeak_words import LIBRARY as ESPEAK_LIBRARY
 __all__ = ["run_doctor"]
 
 
-def run_doctor(config: Path | None, console: Console) -> int:
+def run_doctor(config: Path | None, console: Console, *, online: bool = False) -> int:
+    """Check the machine and the config; with `online`, also ask the image API (one cheap
+    `GET {base_url}/models`: no image is made). 0 when ready, 1 when a check failed."""
     problems = 0
 
     def report(ok: bool, what: str, detail: str) -> None:
@@ -54,15 +57,67 @@ def run_doctor(config: Path | None, console: Console) -> int:
         if provider == "card":
             detail += " — offline storyboard cards; set TOGETHER_API_KEY for FLUX images"
         report(provider != "together" or key is not None, "images", detail)
-        report(True, "speech", f"{settings.tts.provider}, voice {settings.tts.voice}")
+        report(True, "speech", f"{settings.tts.provider}, voice {settings.tts.default_voice}")
         families = _output(["fc-list", ":", "family"])
         caption_font = settings.captions.font
         installed = caption_font.lower() in families.lower()
         detail = caption_font if installed else f"{caption_font} is not installed"
         report(installed, "caption font", detail)
         report(True, "data", str(settings.storage.data_dir.resolve()))
+        if online:
+            report(*check_together_online(settings))
     console.print("ready to render" if not problems else f"{problems} problem(s) found")
     return 0 if not problems else 1
+
+
+def check_together_online(settings: Settings) -> tuple[bool, str, str]:
+    """(ok, what, detail): does Together.ai take the key, and offer `[images] model` as an
+    image model? One `GET {base_url}/models`; nothing is generated, nothing is billed."""
+    what = "Together.ai"
+    images = settings.images
+    key = settings.secrets.together_api_key
+    if settings.image_provider != "together" or key is None:
+        return True, what, "not asked (images are offline cards; no TOGETHER_API_KEY is set)"
+    url = f"{images.base_url.rstrip('/')}/models"
+    headers = {"Authorization": f"Bearer {key.get_secret_value()}"}
+    try:
+        with httpx.Client(timeout=min(images.timeout, 30.0)) as client:
+            response = client.get(url, headers=headers)
+    except httpx.TimeoutException:
+        return False, what, f"{images.base_url} did not answer within {min(images.timeout, 30):g} s"
+    except httpx.HTTPError as exc:
+        return False, what, f"{images.base_url} could not be reached ({type(exc).__name__})"
+    if response.status_code in (401, 403):
+        return (
+            False,
+            what,
+            (f"the API key was refused (HTTP {response.status_code}); check TOGETHER_API_KEY"),
+        )
+    if response.status_code != 200:
+        return False, what, f"{url} answered HTTP {response.status_code}"
+    try:
+        models = response.json()
+        offered = {str(m["id"]): str(m.get("type", "")) for m in models}
+    except (ValueError, TypeError, KeyError):
+        return False, what, f"{url} did not answer with a list of models"
+    model = images.model
+    if model not in offered:
+        choices = sorted(m for m, kind in offered.items() if kind == "image")[:6]
+        return (
+            False,
+            what,
+            (
+                f"the key works, but the model {model} is not offered; set [images] model to one "
+                f"of its image models ({', '.join(choices) or 'none listed'})"
+            ),
+        )
+    if offered[model] != "image":
+        return (
+            False,
+            what,
+            f"the model {model} is offered as a {offered[model]} model, not an image model",
+        )
+    return True, what, f"the key works and {model} is offered as an image model"
 
 
 def _output(argv: list[str]) -> str:

@@ -17,6 +17,7 @@ __all__ = [
     "JobFailed",
     "JobStarted",
     "ProgressEvent",
+    "RetryWait",
     "SceneEvent",
     "Stage",
     "Status",
@@ -62,6 +63,18 @@ class SceneEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class RetryWait:
+    """A stage of one scene waits before trying again, e.g. out a service's rate limit.
+    `reason` is said to the user as it is: "waiting for Together's rate limit (40 s)"."""
+
+    t: float
+    scene: int
+    stage: Stage
+    seconds: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class JobDone:
     t: float
     output: Path
@@ -76,7 +89,7 @@ class JobFailed:
     stage: Stage | None = None
 
 
-ProgressEvent = JobStarted | SceneEvent | JobDone | JobFailed
+ProgressEvent = JobStarted | SceneEvent | RetryWait | JobDone | JobFailed
 EventSink = Callable[[ProgressEvent], None]
 
 
@@ -91,7 +104,7 @@ def event_to_dict(event: ProgressEvent) -> dict[str, object]:
 
 def event_from_dict(data: dict[str, object]) -> ProgressEvent:
     kinds: dict[str, type[ProgressEvent]] = {
-        cls.__name__: cls for cls in (JobStarted, SceneEvent, JobDone, JobFailed)
+        cls.__name__: cls for cls in (JobStarted, SceneEvent, RetryWait, JobDone, JobFailed)
     }
     values = {k: v for k, v in data.items() if k != "type"}
     kind = kinds[str(data["type"])]

@@ -13,6 +13,7 @@ from pathlib import Path
 from .aspect import Aspect, Size
 from .captions import captions_wanted
 from .config import Settings
+from .errors import ScriptError
 from .images.base import ImageRequest
 from .script import Script
 from .soundtrack import pick_music
@@ -74,13 +75,14 @@ def plan_render(
     Raises ConfigError when the music does not exist."""
     # A front end's options are user text too: cleaned as the script's own text is.
     title, voice = clean_text(title or "") or None, clean_text(voice or "") or None
+    _check_speech_input(script, settings)
     chosen = aspect or script.aspect or settings.video.aspect
     size = settings.images.size_for(chosen)
     scenes = tuple(
         ScenePlan(
             number=scene.number,
             narration=scene.narration,
-            voice=voice or scene.voice or script.voice or settings.tts.voice,
+            voice=voice or scene.voice or script.voice or settings.tts.default_voice,
             speed=settings.tts.speed,
             image=ImageRequest(
                 scene=scene.number,
@@ -91,7 +93,7 @@ def plan_render(
                 width=size.width,
                 height=size.height,
                 seed=scene.seed if scene.seed is not None else derive_seed(scene.image_prompt),
-                steps=settings.images.steps,
+                steps=settings.images.model_steps,
                 model=settings.images.model,
             ),
         )
@@ -108,3 +110,19 @@ def plan_render(
         captions=captions_wanted(settings.captions, chosen) if captions is None else captions,
         music=track,
     )  # fmt: skip
+
+
+def _check_speech_input(script: Script, settings: Settings) -> None:
+    """A speech server takes at most `[tts] max_input` characters a request: refuse a longer
+    scene now, not after the images are paid for."""
+    if settings.tts.provider == "espeak":
+        return
+    limit = settings.tts.max_input
+    for scene in script.scenes:
+        if len(scene.narration) > limit:
+            raise ScriptError(
+                f"the narration is {len(scene.narration):,} characters; the speech server takes "
+                f"at most {limit:,} in one request ([tts] max_input): split the scene",
+                line=scene.line,
+                scene=scene.number,
+            )

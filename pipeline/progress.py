@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .events import JobDone, JobFailed, JobStarted, ProgressEvent, SceneEvent, Stage, Status
+from .events import (
+    JobDone,
+    JobFailed,
+    JobStarted,
+    ProgressEvent,
+    RetryWait,
+    SceneEvent,
+    Stage,
+    Status,
+)
 
 __all__ = ["RenderProgress", "SceneProgress"]
 
@@ -16,6 +25,10 @@ class SceneProgress:
     number: int
     stages: dict[Stage, Status] = field(default_factory=dict)
     message: str = ""
+    # What the scene is waiting for now, e.g. "waiting for Together's rate limit (40 s)";
+    # cleared by the next event of the stage that waits.
+    note: str = ""
+    note_stage: Stage | None = None
     image_path: str | None = None
     seed: int | None = None
 
@@ -39,6 +52,10 @@ class RenderProgress:
             self.scenes = [SceneProgress(n) for n in range(1, event.scenes + 1)]
         elif isinstance(event, SceneEvent):
             self._apply_scene(event)
+        elif isinstance(event, RetryWait):
+            if 1 <= event.scene <= len(self.scenes):
+                scene = self.scenes[event.scene - 1]
+                scene.note, scene.note_stage = event.reason, event.stage
         elif isinstance(event, JobDone):
             self.done = event
         else:
@@ -52,6 +69,8 @@ class RenderProgress:
             return
         scene = self.scenes[event.scene - 1]
         scene.stages[event.stage] = event.status
+        if event.stage is scene.note_stage:
+            scene.note, scene.note_stage = "", None
         if event.message:
             scene.message = event.message
         if event.seed is not None:

@@ -24,19 +24,21 @@ from .artifact_checks import check_audio, check_clip, check_image_file
 from .cache import ArtifactCache, content_key
 from .captions import ass_document, cues_from_words, cues_proportional, speech_span, split_phrases
 from .config import Settings
-from .errors import MediaError, ReelbotError, SceneFailed, StorageError
+from .errors import ImageError, MediaError, ReelbotError, SceneFailed, StorageError
 from .events import (
     EventSink,
     JobDone,
     JobFailed,
     JobStarted,
     ProgressEvent,
+    RetryWait,
     SceneEvent,
     Stage,
     Status,
 )
 from .image_slot import ImageSlot, stop_grace
 from .images import ImageProvider, ImageRequest, make_images
+from .images.formats import IMAGE_SUFFIXES, image_type_of
 from .media import probe_duration
 from .places import os_reason
 from .plan import RenderPlan, ScenePlan
@@ -328,7 +330,7 @@ class Renderer:
         key = image_key(self.images.name, request)
         seed = request.seed
         limits = self.settings.limits
-        cached = self.cache.lookup("image", key, ".png")
+        cached = self.cache.lookup("image", key, IMAGE_SUFFIXES)
         if cached is not None:
             picture = await self._reusable(cached, check_image_file(cached, limits))
             cached = cached if picture is not None else None
@@ -337,18 +339,24 @@ class Renderer:
             return cached
         self._scene_event(scene.number, Stage.IMAGE, Status.WAITING, seed=seed)
 
+        def waiting(seconds: float, reason: str) -> None:
+            self._emit(RetryWait(self._now(), scene.number, Stage.IMAGE, seconds, reason))
+
         async def make() -> tuple[Path, bool]:
             """The image and whether it was made now. It runs in the image slot as a task of
             its own: if this render is cancelled, the attempt in flight still finishes."""
             self._stop_if_failing()
             # Made while this one waited: a cancelled render's image, finished in the slot.
-            if (made := self.cache.lookup("image", key, ".png")) is not None:
+            if (made := self.cache.lookup("image", key, IMAGE_SUFFIXES)) is not None:
                 return made, False
             self._scene_event(scene.number, Stage.IMAGE, Status.STARTED, seed=seed)
-            async with self.cache.writing("image", key, ".png") as temp:
-                await self.images.generate(request, temp)
+            async with self.cache.writing("image", key, _image_suffix) as temp:
+                await self.images.generate(request, temp, on_wait=waiting)
                 await check_image_file(temp, limits)
-            return self.cache.path("image", key, ".png"), True
+            made = self.cache.lookup("image", key, IMAGE_SUFFIXES)
+            if made is None:  # removed between the write and now: say so, do not guess
+                raise ImageError(f"scene {scene.number}'s image left the cache as it was made")
+            return made, True
 
         work = self.image_slot.run(make, name=f"scene {scene.number}'s image")
         path, made = await self._stage(scene.number, Stage.IMAGE, work)
@@ -454,6 +462,15 @@ class Renderer:
             raise SceneFailed(scene, stage.value, exc) from exc
 
 
+def _image_suffix(made: Path) -> str:
+    """A picture is named for what its bytes are (PNG, JPEG, WebP), never an assumed type."""
+    kind = image_type_of(made)
+    if kind is None:
+        raise ImageError("the image provider wrote something that is not a PNG, JPEG or WebP",
+                         retryable=True)  # fmt: skip
+    return kind.suffix
+
+
 def _dump_words(words: list[WordMark] | None) -> str:
     if words is None:
         return "null"
@@ -502,7 +519,10 @@ def images_to_make(plan: RenderPlan, cache: ArtifactCache, provider: str) -> lis
     return [
         scene.number
         for scene in plan.scenes
-        if not _exists(cache.path("image", image_key(provider, scene.image), ".png"))
+        if not any(
+            _exists(cache.path("image", image_key(provider, scene.image), suffix))
+            for suffix in IMAGE_SUFFIXES
+        )
     ]
 
 

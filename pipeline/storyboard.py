@@ -151,7 +151,7 @@ def make_storyboard(
     """Draw `images` (scene 1 first) as a numbered grid and write it to `out`.
 
     The format comes from the extension: `.jpg`/`.jpeg` (recommended: re-encoded at lower
-    quality until it is under `MAX_BYTES`, well within Discord's 8 MB) or `.png`. The grid is
+    quality until it is under `MAX_BYTES`, well within Discord's 10 MiB) or `.png`. The grid is
     `storyboard_layout(len(images), <size of the first image>, columns=…, cell_width=…)`; each
     image is scaled to fit its cell (letterboxed if its shape differs). The file is written
     under a temporary name and renamed, so `out` is complete or absent. Returns `out`."""

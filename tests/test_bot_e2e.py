@@ -331,45 +331,63 @@ async def test_the_rate_limit_says_when_to_try_again(world: World) -> None:
 # ------------------------------------------------------------ delivery within the limit
 
 
-async def test_a_smaller_upload_limit_forces_a_reencode(world: World, baseline: Rendered) -> None:
+async def test_the_users_nitro_limit_is_not_the_bots_and_a_413_reencodes(
+    world: World, baseline: Rendered
+) -> None:
+    """Dave has Nitro: his interaction says 500 MiB. The bot posts by the guild's limit, and
+    when Discord still refuses the file (413: the guild's real limit is smaller than the bot
+    could know) it re-encodes smaller once and tries again."""
     assert baseline.upload is not None
-    limit = int(baseline.upload.size * 0.8)
-    handle = await start_render(world, "dave", attachment_size_limit=limit)
-    rendered = await delivered(world, handle)
-    assert rendered.upload is not None and rendered.upload.size <= limit
+    fake = world.fake
+    fake.knobs.upload_size_limit = int(baseline.upload.size * 0.8)
+    try:
+        handle = await start_render(world, "dave", attachment_size_limit=500 * 1024 * 1024)
+        rendered = await delivered(world, handle)
+    finally:
+        fake.knobs.upload_size_limit = None  # back to each guild's own limit
+    assert handle.payload["attachment_size_limit"] == 500 * 1024 * 1024
+    statuses = [r.status for r in fake.requests_of("create_message_with_files")]
+    assert 413 in statuses and statuses[-1] == 200
+    assert rendered.upload is not None
+    assert rendered.upload.size <= int(baseline.upload.size * 0.8)
     assert check_mp4(rendered.upload, world.tmp) > 2
     assert "Re-encoded to fit" in rendered.reply.content
     final = embed_of(rendered.progress.revisions[-1])
     assert "Re-encoded to fit" in {f["name"]: f["value"] for f in final["fields"]}["Video"]
 
 
-async def test_a_413_on_upload_reencodes_smaller_and_retries(
-    world: World, baseline: Rendered
-) -> None:
-    assert baseline.upload is not None
-    fake = world.fake
-    # Discord reported a generous limit with the command, but refuses the real file.
-    fake.knobs.upload_size_limit = int(baseline.upload.size * 0.8)
+async def test_a_video_discord_will_not_take_is_kept_and_said_plainly(world: World) -> None:
+    world.fake.knobs.upload_size_limit = 30_000  # smaller than any re-encode worth sending
     try:
-        handle = await start_render(world, "erin", attachment_size_limit=25 * 1024 * 1024)
-        rendered = await delivered(world, handle)
+        rendered = await delivered(world, await start_render(world, "frank"))
     finally:
-        fake.knobs.upload_size_limit = 10 * 1024 * 1024
-    statuses = [r.status for r in fake.requests_of("create_message_with_files")]
-    assert 413 in statuses and statuses[-1] == 200
-    assert rendered.upload is not None
-    assert rendered.upload.size <= int(baseline.upload.size * 0.8)
-    assert check_mp4(rendered.upload, world.tmp) > 2
-
-
-async def test_a_video_too_long_for_the_limit_is_kept_and_said_plainly(world: World) -> None:
-    handle = await start_render(world, "frank", attachment_size_limit=30_000)
-    rendered = await delivered(world, handle)
+        world.fake.knobs.upload_size_limit = None
     assert rendered.upload is None
     text = rendered.reply.content
-    assert f"<@{member_id('frank')}>" in text and "Too long to post here" in text
+    assert f"<@{member_id('frank')}>" in text and "Discord refused the upload (413" in text
     kept = f"outputs/job-{rendered.job_id}.mp4"
     assert kept in text and (world.data_dir / kept).is_file()
+
+
+async def test_a_jpeg_image_is_posted_as_a_jpeg(world: World) -> None:
+    """Together answers JPEG (here whatever is asked): the thread shows scene-01.jpg, typed
+    image/jpeg, and the embed points at that file."""
+    script = SCRIPT.replace("red lighthouse", "jpeg harbour").replace("green sea", "jpeg dock")
+    script = script.replace("blue sky", "jpeg crane")
+    world.together.answer_format = "JPEG"
+    try:
+        rendered = await delivered(world, await start_render(world, "erin", script))
+    finally:
+        world.together.answer_format = None
+    *images, _storyboard = world.fake.messages[world.fake.threads[rendered.progress.id].id]
+    for number, message in enumerate(images, start=1):
+        [attachment] = message.attachments
+        assert attachment["filename"] == f"scene-{number:02d}.jpg"
+        assert attachment["content_type"] == "image/jpeg"
+        assert message.embeds[0]["image"]["url"] == f"attachment://scene-{number:02d}.jpg"
+    upload = next(u for u in world.fake.uploads if u.message_id == images[0].id)
+    assert upload.data[:3] == b"\xff\xd8\xff"  # the bytes are what the name says
+    assert rendered.upload is not None and check_mp4(rendered.upload, world.tmp) > 2
 
 
 # ------------------------------------------------------------ failures

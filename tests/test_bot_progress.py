@@ -25,7 +25,7 @@ from bot.progress_message import (
     view_of,
 )
 from bot.store import Job, JobOptions, NewScene, Store
-from pipeline.events import JobFailed, JobStarted, SceneEvent, Stage, Status
+from pipeline.events import JobFailed, JobStarted, RetryWait, SceneEvent, Stage, Status
 from pipeline.progress import RenderProgress
 from tests.botproc import scene_rows
 from tests.fakes.discord_server import FakeDiscord, GuildSpec, Revision
@@ -92,6 +92,24 @@ def test_a_failure_names_the_scene_the_stage_and_what_to_do() -> None:
     fields = {f.name: f.value for f in embed.fields}
     assert "no credit left" in str(fields["What went wrong"])
     assert "image service" in str(fields["What to do"])
+
+
+def test_a_rate_limit_wait_is_shown_on_its_scene_until_the_image_moves_on() -> None:
+    progress = RenderProgress()
+    waiting = "waiting for Together's rate limit (40 s)"
+    for event in (
+        JobStarted(0, "Lighthouse", 2),
+        SceneEvent(0.1, 1, Stage.IMAGE, Status.STARTED),
+        RetryWait(0.2, 1, Stage.IMAGE, 40.0, waiting),
+    ):
+        progress.apply(event)
+    job = _job(scene_count=2)
+    embed = build_embed(view_of(progress, job, Phase.RUNNING, started_at=time.time()))
+    assert embed.description is not None
+    assert f"🔄 ▫️ — {waiting}" in embed.description
+    progress.apply(SceneEvent(40.5, 1, Stage.IMAGE, Status.DONE))
+    embed = build_embed(view_of(progress, job, Phase.RUNNING, started_at=time.time()))
+    assert embed.description is not None and "rate limit" not in embed.description
 
 
 def test_a_queued_job_shows_its_scenes_still_to_do() -> None:

@@ -10,7 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import SECRET_VARS
+from tests.fakes.server import closed_base_url
 from tests.fakes.together import FakeTogether
 
 from .media import ffprobe
@@ -215,3 +218,47 @@ def test_a_nul_in_a_narration_keeps_the_rest_of_the_sentence(tmp_path: Path) -> 
         assert done.returncode == 0, done.stderr
         durations.append(ffprobe(out).duration)
     assert durations[1] > durations[0] + 1.0, durations
+
+
+# ------------------------------------------------------------ doctor --online
+
+
+@pytest.mark.parametrize(
+    ("case", "exit_code", "line"),
+    [
+        ("ok", 0, "✓ Together.ai: the key works and black-forest-labs/FLUX.1-schnell is offered "
+         "as an image model"),
+        ("refused key", 1, "✗ Together.ai: the API key was refused (HTTP 401); check "
+         "TOGETHER_API_KEY"),
+        ("unknown model", 1, "✗ Together.ai: the key works, but the model "
+         "black-forest-labs/FLUX.1-schnell-Free is not offered; set [images] model to one of "
+         "its image models (black-forest-labs/FLUX.1-schnell, black-forest-labs/FLUX.1.1-pro)"),
+        ("chat model", 1, "✗ Together.ai: the model meta-llama/Llama-3.3-70B-Instruct-Turbo is "
+         "offered as a chat model, not an image model"),
+        ("host down", 1, "✗ Together.ai: {url} could not be reached (ConnectError)"),
+    ],
+)  # fmt: skip
+async def test_doctor_online_asks_together_once(
+    tmp_path: Path, case: str, exit_code: int, line: str
+) -> None:
+    models = {"unknown model": "black-forest-labs/FLUX.1-schnell-Free",
+              "chat model": "meta-llama/Llama-3.3-70B-Instruct-Turbo"}  # fmt: skip
+    async with FakeTogether(expected_key="right-key") as fake:
+        url = closed_base_url() if case == "host down" else fake.base_url
+        env = {
+            "TOGETHER_API_KEY": "wrong-key" if case == "refused key" else "right-key",
+            "REELBOT_IMAGES__BASE_URL": url,
+            "REELBOT_IMAGES__MODEL": models.get(case, "black-forest-labs/FLUX.1-schnell"),
+        }
+        done = await asyncio.to_thread(reelbot, "doctor", "--online", data=tmp_path, **env)
+    assert done.returncode == exit_code, done.stderr
+    assert line.format(url=url) in done.stderr.replace("\n", " ").replace("  ", " ")
+    assert "Traceback" not in done.stderr and "right-key" not in done.stderr
+    assert len(fake.model_requests) == (0 if case == "host down" else 1)
+    assert fake.requests == []  # no image was made (or paid for)
+
+
+def test_doctor_online_without_a_key_has_nothing_to_ask(tmp_path: Path) -> None:
+    done = reelbot("doctor", "--online", data=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Together.ai: not asked (images are offline cards" in done.stderr

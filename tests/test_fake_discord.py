@@ -32,6 +32,8 @@ with warnings.catch_warnings():
     from discord.gateway import DiscordWebSocket
     from discord.http import Route
 
+    from bot.delivery import upload_limit_for
+
 VIDEO_BYTES = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40
 
 
@@ -382,3 +384,55 @@ async def test_threads_history_delete_and_user_messages(fake: FakeDiscord, bot: 
     typed = await fake.post_user_message("hello bot", channel="renders", member="alice")
     received = await asyncio.wait_for(seen, timeout=5)
     assert (received.id, received.author.name) == (typed.id, "alice")
+
+
+async def test_uploads_are_bound_by_each_guilds_boost_level() -> None:
+    """As Discord has it (tests/contracts/discord-limits.yaml) and discord.py computes it
+    (Guild.filesize_limit from premium_tier): 10 MiB at levels 0 and 1, 50 MiB at level 2."""
+    plain = make_guild()
+    boosted = GuildSpec(name="Boosted", premium_tier=2, channels=[ChannelSpec("general")],
+                        members=[MemberSpec(UserSpec("bob"))])  # fmt: skip
+    mib = 1024 * 1024
+    async with FakeDiscord(guilds=[plain, boosted]) as fake:
+        fake.install()
+        async with running_bot(fake) as bot:
+            for spec, limit in ((plain, 10 * mib), (boosted, 50 * mib)):
+                guild = bot.get_guild(spec.id)
+                assert guild is not None and guild.premium_tier == spec.premium_tier
+                assert guild.filesize_limit == upload_limit_for(guild) == limit
+            assert upload_limit_for(None) == 10 * mib  # a direct message
+            just_over = b"x" * (10 * mib + 1)
+            to_plain = bot.get_channel(plain.channel("general").id)
+            to_boosted = bot.get_channel(boosted.channel("general").id)
+            assert isinstance(to_plain, discord.TextChannel)
+            assert isinstance(to_boosted, discord.TextChannel)
+            with pytest.raises(discord.HTTPException) as refused:
+                await to_plain.send(file=discord.File(io.BytesIO(just_over), filename="a.bin"))
+            assert (refused.value.status, refused.value.code) == (413, 40005)
+            sent = await to_boosted.send(file=discord.File(io.BytesIO(just_over), "a.bin"))
+            assert sent.attachments[0].size == len(just_over)
+            # What a user may upload (their Nitro included) is the interaction's, not the bot's.
+            handle = await fake.send_slash_command(
+                "echo", {"file": AttachmentSpec("n.txt", b"hi")}, guild=plain,
+                attachment_size_limit=500 * mib,
+            )  # fmt: skip
+            assert handle.payload["attachment_size_limit"] == 500 * mib
+            await handle.wait_response()
+
+
+async def test_embeds_over_the_published_limits_are_refused(
+    fake: FakeDiscord, bot: EchoBot
+) -> None:
+    channel = bot.get_channel(general(fake))
+    assert isinstance(channel, discord.TextChannel)
+    for embed, where in [
+        (discord.Embed(title="t" * 257), ("embeds", "0", "title")),
+        (discord.Embed(description="d" * 4097), ("embeds", "0", "description")),
+        (discord.Embed().add_field(name="n", value="v" * 1025), ("embeds", "0", "fields")),
+        (discord.Embed(description="d" * 4000).set_footer(text="f" * 2001), ("embeds",)),
+    ]:
+        with pytest.raises(discord.HTTPException) as refused:
+            await channel.send(embed=embed)
+        assert (refused.value.status, refused.value.code) == (400, 50035)
+        assert where[-1] in refused.value.text or where[-1] in str(refused.value)
+    await channel.send(embed=discord.Embed(title="t" * 256, description="d" * 4096))

@@ -31,7 +31,7 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 
 def image_body(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "model": "black-forest-labs/FLUX.1-schnell-Free",
+        "model": "black-forest-labs/FLUX.1-schnell",
         "prompt": "a lighthouse at dusk",
         "negative_prompt": "text, watermark",
         "width": 320,
@@ -39,7 +39,8 @@ def image_body(**overrides: Any) -> dict[str, Any]:
         "steps": 4,
         "n": 1,
         "seed": 7,
-        "response_format": "b64_json",
+        "response_format": "base64",
+        "output_format": "png",
     }
     return body | overrides
 
@@ -72,6 +73,14 @@ def assert_error_shape(response: httpx.Response, status: int) -> dict[str, Any]:
     return error
 
 
+def kokoro_error(response: httpx.Response, status: int) -> str:
+    """The message of an error in Kokoro-FastAPI's shape (FastAPI's ``detail``)."""
+    assert response.status_code == status
+    detail: dict[str, str] = response.json()["detail"]
+    assert detail["type"] == "invalid_request_error"
+    return detail["message"]
+
+
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=10) as c:
@@ -92,8 +101,8 @@ async def test_together_returns_png_of_requested_size_and_recorded_colour(
     assert r1.status_code == 200
     payload = r1.json()
     assert payload["object"] == "list"
-    assert payload["model"] == "black-forest-labs/FLUX.1-schnell-Free"
-    assert payload["data"][0]["index"] == 0 and "timings" in payload["data"][0]
+    assert payload["model"] == "black-forest-labs/FLUX.1-schnell"
+    assert payload["data"][0]["index"] == 0 and payload["data"][0]["type"] == "b64_json"
     rec1, rec2 = together.requests
     for response, rec, size in ((r1, rec1, (320, 192)), (r2, rec2, (64, 128))):
         image = Image.open(io.BytesIO(base64.b64decode(response.json()["data"][0]["b64_json"])))
@@ -139,7 +148,7 @@ async def test_together_checks_bearer_key(client: httpx.AsyncClient) -> None:
 
 
 async def test_together_serves_script_of_statuses_in_order(client: httpx.AsyncClient) -> None:
-    script: list[int | str] = [429, 500, 502, 503, 401, 402, 403, 400, 200]
+    script: list[int | str] = [429, 500, 502, 503, 401, 402, 403, 400, 422, 200]
     async with FakeTogether(script_of_statuses=script, retry_after=0.5) as together:
         responses = [await generate(client, together) for _ in range(len(script) + 1)]
         together.script_of_statuses = [503]  # knobs are settable while running
@@ -147,10 +156,11 @@ async def test_together_serves_script_of_statuses_in_order(client: httpx.AsyncCl
 
     assert [r.status_code for r in responses] == [*script, 200]
     assert [rec.status for rec in together.requests] == [*script, 200, 503]
-    assert script == [429, 500, 502, 503, 401, 402, 403, 400, 200]  # the caller's list is copied
+    assert script == [429, 500, 502, 503, 401, 402, 403, 400, 422, 200]  # the list is copied
     assert together.script_of_statuses == []
     errors = {r.status_code: assert_error_shape(r, r.status_code) for r in responses[:-2]}
-    assert "content policy" in errors[400]["message"]
+    assert "Input validation error" in errors[400]["message"]
+    assert "safety checker" in errors[422]["message"]
     assert "credit" in errors[402]["message"].lower()
     assert "payment required" in errors[402]["message"].lower()
     assert responses[0].headers["Retry-After"] == "0.5"
@@ -190,20 +200,36 @@ async def test_together_fault_rate_is_reproducible(client: httpx.AsyncClient) ->
 
 
 @pytest.mark.parametrize(
-    "overrides",
-    [{"response_format": "url"}, {"width": 10}, {"height": "big"}, {"prompt": ""}, {"n": 0}],
+    ("overrides", "field"),
+    [
+        ({"response_format": "b64_json"}, "body.response_format: 'b64_json' is not one of"),
+        ({"respones_format": "url"}, "body.respones_format: not a field of the published"),
+        ({"output_format": "gif"}, "body.output_format: 'gif' is not one of ['jpeg', 'png']"),
+        ({"height": "big"}, "body.height: 'big' is not of type 'integer'"),
+        ({"model": "black-forest-labs/FLUX-typo"}, "body.model: 'black-forest-labs/FLUX-typo'"),
+    ],
 )
-async def test_together_rejects_invalid_requests(
-    client: httpx.AsyncClient, overrides: dict[str, Any]
+async def test_together_refuses_requests_outside_the_contract_naming_the_field(
+    client: httpx.AsyncClient, overrides: dict[str, Any], field: str
 ) -> None:
     async with FakeTogether() as together:
         response = await generate(client, together, **overrides)
         not_json = await client.post(
             f"{together.base_url}/images/generations", content=b"{", headers=AUTH
         )
-    assert_error_shape(response, 400)
-    assert_error_shape(not_json, 400)
+        assert len(together.violations) == 2
+        together.violations.clear()  # refused on purpose: taken back before the fake closes
+    assert field in assert_error_shape(response, 400)["message"]
+    assert "body: None is not of type 'object'" in assert_error_shape(not_json, 400)["message"]
     assert together.colours == []
+
+
+async def test_a_request_outside_the_contract_fails_the_test_that_sent_it(
+    client: httpx.AsyncClient,
+) -> None:
+    with pytest.raises(AssertionError, match=r"left the published contract:\n.*body\.stpes"):
+        async with FakeTogether() as together:
+            await generate(client, together, stpes=4)
 
 
 # --- FakeSpeech ------------------------------------------------------------------------------
@@ -275,7 +301,7 @@ async def test_speech_rejects_non_wav(
         del body["response_format"]
     async with FakeSpeech() as speech:
         r = await client.post(f"{speech.base_url}/audio/speech", json=body)
-    assert_error_shape(r, 400)
+    assert "serves only wav" in kokoro_error(r, 400)
 
 
 async def test_speech_down_answers_503_until_back_up(client: httpx.AsyncClient) -> None:
@@ -284,7 +310,7 @@ async def test_speech_down_answers_503_until_back_up(client: httpx.AsyncClient) 
         down = await client.post(url, json=speech_body("Hello."))
         speech.down = False
         up = await client.post(url, json=speech_body("Hello."))
-    assert_error_shape(down, 503)
+    assert kokoro_error(down, 503) == "Service unavailable"
     assert up.status_code == 200
 
 

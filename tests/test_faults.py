@@ -1,5 +1,5 @@
 """Upstream faults survived: a flaky image API still yields a complete video, one request at a
-time, with a bounded number of retries."""
+time, with a bounded number of retries (429s are bounded by time instead)."""
 
 from __future__ import annotations
 
@@ -42,10 +42,11 @@ async def test_a_flaky_image_api_still_gives_a_complete_video(
     assert faults, "the fake injected no fault; the test proves nothing"
     assert fake.overlaps == 0 and fake.max_in_flight == 1
     assert fake.successes == SCENES
-    assert len(fake.requests) <= SCENES * 8  # bounded by max_attempts per image
+    # Attempts other than 429s are bounded by max_attempts per image; 429s by time
+    # ([images] rate_limit_wait), not by count.
     per_prompt: dict[str, int] = {}
     for request in fake.requests:
-        if request.json is None:  # the client hung up before the body was read
+        if request.json is None or request.status == 429:  # hung up early; rate-limited
             continue
         per_prompt[request.json["prompt"]] = per_prompt.get(request.json["prompt"], 0) + 1
     assert max(per_prompt.values()) <= 8

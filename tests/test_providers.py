@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pipeline.errors import SceneFailed
-from pipeline.events import ProgressEvent, SceneEvent, Stage, Status
+from pipeline.events import ProgressEvent, RetryWait, SceneEvent, Stage, Status
 from pipeline.plan import plan_render
 from pipeline.render import render_plan
 from pipeline.script import parse_script
@@ -80,9 +80,10 @@ async def test_images_one_at_a_time_with_negative_prompt_as_a_field(
         "ugly, blurry, text",
     ]  # fmt: skip
     for body in bodies:
-        assert body["model"] == "black-forest-labs/FLUX.1-schnell-Free"
+        assert body["model"] == "black-forest-labs/FLUX.1-schnell"
         assert (body["width"], body["height"], body["n"]) == (576, 1024, 1)
-        assert body["response_format"] == "b64_json" and body["steps"] == 4
+        assert (body["response_format"], body["output_format"]) == ("base64", "png")
+        assert body["steps"] == 4  # FLUX.1-schnell's own default: each step is billed
         assert isinstance(body["seed"], int)
         assert "ugly" not in body["prompt"] and "blurry" not in body["prompt"]
     for earlier, later in zip(fake.requests, fake.requests[1:], strict=False):
@@ -113,10 +114,15 @@ async def test_429_with_retry_after_is_waited_out(together_settings: Any, tmp_pa
 async def test_server_errors_and_hangs_are_retried(together_settings: Any, tmp_path: Path) -> None:
     async with FakeTogether(script_of_statuses=[500, "hang", 503, 429]) as fake:
         settings = together_settings(fake, timeout=0.5)
-        await render(settings, tmp_path / "v.mp4")
+        events = await render(settings, tmp_path / "v.mp4")
     assert [r.status for r in fake.requests][:4] == [500, 499, 503, 429]
     assert sum(r.status == 200 for r in fake.requests) == 4
     assert fake.overlaps == 0
+    waits = [e.reason for e in events if isinstance(e, RetryWait)]
+    assert waits[0].startswith("Together.ai had a server error (HTTP 500); trying again in ")
+    assert waits[1].startswith("Together.ai did not answer within 0.5 s; trying again in ")
+    assert waits[2].startswith("Together.ai is out of capacity (HTTP 503); trying again in ")
+    assert waits[3].startswith("waiting for Together's rate limit (")
 
 
 @pytest.mark.parametrize(
@@ -124,8 +130,10 @@ async def test_server_errors_and_hangs_are_retried(together_settings: Any, tmp_p
     [
         (401, "Together.ai rejected the API key"),
         (402, "no credit left"),
-        (400, "refused this image request"),
+        (400, "Together.ai refused the request (HTTP 400): Input validation error"),
         (403, "refused access to the model"),
+        (422, "Together.ai's safety checker refused scene 1's image; reword that scene's image"),
+        (404, "does not offer the model black-forest-labs/FLUX.1-schnell (HTTP 404)"),
     ],
 )
 async def test_permanent_errors_fail_at_once_in_plain_words(
@@ -139,6 +147,10 @@ async def test_permanent_errors_fail_at_once_in_plain_words(
     assert words in str(caught.value)
     assert str(caught.value).startswith("scene 1, image: ")
     assert API_KEY not in str(caught.value)
+    if status != 422:  # only the safety checker's refusal is about the prompt's words
+        assert "reword" not in str(caught.value).lower()
+    if status == 404:
+        assert "reelbot doctor --online" in str(caught.value)
 
 
 async def test_retries_are_bounded(together_settings: Any, tmp_path: Path) -> None:

@@ -113,7 +113,6 @@ class RenderCog(commands.Cog):
             title=title,
             review=review,
             captions=captions,
-            upload_limit=_upload_limit(interaction),
         )
         if music is not None:
             self._check_music(music)  # refused at once, before anything is downloaded
@@ -223,14 +222,6 @@ class RenderCog(commands.Cog):
                 "edit its prompt); the video is made once every scene is approved."
             )
         return text
-
-
-def _upload_limit(interaction: Interaction) -> int | None:
-    """The upload limit Discord reported with the command; the guild's as a fallback."""
-    limit = cast(int | None, getattr(interaction, "filesize_limit", None))
-    if limit:
-        return limit
-    return interaction.guild.filesize_limit if interaction.guild is not None else None
 
 
 def save_music(data: bytes, cache: ArtifactCache, suffix: str) -> tuple[Path, bool]:

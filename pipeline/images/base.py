@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+# Told when a provider waits before trying again: (seconds, why), e.g.
+# (40.0, "waiting for Together's rate limit (40 s)").
+WaitSink = Callable[[float, str], None]
 
 
 @dataclass(frozen=True)
@@ -13,14 +18,18 @@ class ImageRequest:
     width: int
     height: int
     seed: int
-    steps: int
+    steps: int | None  # None: the API's default for the model
     model: str
 
 
 class ImageProvider(Protocol):
-    """Draws the image for one request into a PNG/JPEG file at `out`."""
+    """Draws the image for one request into a file at `out`: PNG, JPEG or WebP, whatever the
+    name of `out` says (the caller names the file by its real type afterwards). Each wait
+    before a retry is told to `on_wait`."""
 
     @property
     def name(self) -> str: ...
 
-    async def generate(self, request: ImageRequest, out: Path) -> None: ...
+    async def generate(
+        self, request: ImageRequest, out: Path, *, on_wait: WaitSink | None = None
+    ) -> None: ...

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .base import ImageRequest
+from .base import ImageRequest, WaitSink
 
 # Fonts tried in order; the first covers Latin, Greek, Cyrillic and CJK.
 FONT_FILES = (
@@ -28,7 +28,9 @@ Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 class CardImages:
     name = "card"
 
-    async def generate(self, request: ImageRequest, out: Path) -> None:
+    async def generate(
+        self, request: ImageRequest, out: Path, *, on_wait: WaitSink | None = None
+    ) -> None:
         await asyncio.to_thread(draw_card, request, out)
 
 

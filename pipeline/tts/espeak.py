@@ -53,6 +53,10 @@ class EspeakTTS:
             self._voice_names = frozenset(names)
         return self._voice_names
 
+    async def knows_voice(self, voice: str) -> bool:
+        """Is `voice` one of espeak-ng's (a language code, voice name or voice file)?"""
+        return _known_voice(voice, await self._voices())
+
     def _has_library(self) -> bool:
         if self._library is None:
             try:

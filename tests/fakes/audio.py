@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import math
+import struct
 import sys
 import wave
 from array import array
+from typing import Any
 
 SAMPLE_RATE = 24000
 
@@ -43,7 +45,24 @@ def make_wav(
     return buf.getvalue()
 
 
+STREAMED_SIZE = b"\xff\xff\xff\xff"  # what a streaming server writes for "unknown"
+
+
+def streamed_wav(seconds: float, **tone: Any) -> bytes:
+    """``make_wav`` as a server streaming it writes it (OpenAI, Kokoro-FastAPI): the RIFF and
+    data sizes are not known when the header goes out, so both are 0xFFFFFFFF."""
+    wav = bytearray(make_wav(seconds, **tone))
+    assert wav[:4] == b"RIFF" and wav[36:40] == b"data"  # the 44-byte header make_wav writes
+    wav[4:8] = STREAMED_SIZE
+    wav[40:44] = STREAMED_SIZE
+    return bytes(wav)
+
+
 def wav_duration(data: bytes) -> float:
-    """Duration in seconds of a WAV given as bytes."""
-    with wave.open(io.BytesIO(data), "rb") as w:
-        return w.getnframes() / w.getframerate()
+    """Duration in seconds of a canonical 44-byte-header PCM WAV given as bytes; the data size
+    is taken from the bytes themselves when the header says 0xFFFFFFFF (streamed)."""
+    assert data[:4] == b"RIFF" and data[8:12] == b"WAVE" and data[36:40] == b"data"
+    channels, rate = struct.unpack_from("<HI", data, 22)
+    bits = struct.unpack_from("<H", data, 34)[0]
+    size = len(data) - 44 if data[40:44] == STREAMED_SIZE else struct.unpack_from("<I", data, 40)[0]
+    return float(size / (channels * bits // 8) / rate)

@@ -32,7 +32,8 @@ class ContextResolver:
         guild: spec or id (default: first guild). channel: spec, thread, id or name
         (default: the guild's first channel). member: spec or username (default: first
         non-bot member). app_permissions: bot permissions (default: computed from the
-        bot's roles). attachment_size_limit: default ``upload_size_limit``.
+        bot's roles). attachment_size_limit: what the invoking user may upload (their Nitro
+        included); default: the guild's limit.
         """
         guild_spec = self._guild(guild, channel)
         channel_payload = self._channel_payload(guild_spec, channel)
@@ -48,7 +49,7 @@ class ContextResolver:
                 if app_permissions is None
                 else app_permissions
             ),
-            attachment_size_limit=attachment_size_limit or self._knobs.upload_size_limit,
+            attachment_size_limit=attachment_size_limit or guild_spec.filesize_limit,
             locale=locale,
         )
 

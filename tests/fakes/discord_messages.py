@@ -8,12 +8,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.fakes.contracts import discord_limits
 from tests.fakes.discord_models import (
     JSON,
     attachment_payload,
     guess_content_type,
     iso_now,
     snowflake,
+    upload_limit_of,
 )
 from tests.fakes.discord_state import (
     FLAG_LOADING,
@@ -24,7 +26,8 @@ from tests.fakes.discord_state import (
     Upload,
 )
 
-MAX_CONTENT_LENGTH = 2000
+LIMITS = discord_limits()
+MAX_CONTENT_LENGTH = LIMITS["message"]["content"]
 MESSAGE_TYPE_DEFAULT = 0
 MESSAGE_TYPE_CHAT_INPUT_COMMAND = 20
 FLAG_HAS_THREAD = 1 << 5
@@ -69,7 +72,9 @@ class RequestBody:
 class Knobs:
     """Behaviour switches a test may flip at any time."""
 
-    upload_size_limit: int = 10 * 1024 * 1024
+    # None: each guild's published limit, by its boost level (a DM: 10 MiB). A number: a smaller
+    # limit than the one the bot can know (as when a guild lost its boost), for the 413 path.
+    upload_size_limit: int | None = None
     interaction_deadline: float | None = 3.0
     old_message_edit_limit: float | None = None  # seconds; older messages' edits fail (30046)
 
@@ -103,6 +108,7 @@ class MessageStore:
         payload = body.payload
         flags = int(payload.get("flags") or 0) if flags is None else flags
         _validate_content(payload.get("content") or "")
+        validate_embeds(payload.get("embeds"))
         if not flags & FLAG_LOADING:
             _validate_not_empty(payload, has_files=bool(body.files))
         message_id = snowflake()
@@ -141,6 +147,7 @@ class MessageStore:
             )
         payload = body.payload
         _validate_content(payload.get("content") or "")
+        validate_embeds(payload.get("embeds"))
         uploads = self._store_uploads(message.channel_id, message.id, body)
         data = message.data
         for key in ("content", "embeds", "components"):
@@ -168,10 +175,25 @@ class MessageStore:
         self._state.cdn[attachment_id] = (filename, data, content_type)
         return self.cdn_urls(channel_id, attachment_id, filename)[0]
 
+    def upload_limit(self, channel_id: int) -> int:
+        """The most a file sent to `channel_id` may weigh: its guild's limit, by boost level."""
+        if self._knobs.upload_size_limit is not None:
+            return self._knobs.upload_size_limit
+        guild = self._state.guild_of_channel(channel_id)
+        return upload_limit_of(None if guild is None else guild.premium_tier)
+
     def _store_uploads(self, channel_id: int, message_id: int, body: RequestBody) -> list[Upload]:
         described = {int(a["id"]): a for a in body.payload.get("attachments", []) if "id" in a}
-        if any(len(data) > self._knobs.upload_size_limit for _, data in body.files.values()):
-            raise ApiError(413, "Request entity too large", 40005)
+        limit = self.upload_limit(channel_id)
+        if any(len(data) > limit for _, data in body.files.values()):
+            too_large = LIMITS["uploads"]["too_large"]
+            raise ApiError(too_large["status"], too_large["message"], too_large["code"])
+        if len(body.files) > LIMITS["message"]["files"]:
+            raise invalid_form_body(
+                "attachments",
+                "BASE_TYPE_MAX_LENGTH",
+                f"Must be {LIMITS['message']['files']} or fewer in length.",
+            )
         uploads: list[Upload] = []
         for index, (part_filename, data) in sorted(body.files.items()):
             filename = described.get(index, {}).get("filename") or part_filename
@@ -272,10 +294,70 @@ def _empty(key: str) -> Any:
     return "" if key == "content" else []
 
 
+def invalid_form_body(where: str, code: str, message: str) -> ApiError:
+    """Discord's 50035 with the offending field, e.g. ``embeds.0.description``."""
+    errors: JSON = {"_errors": [{"code": code, "message": message}]}
+    for part in reversed(where.split(".")):
+        errors = {part: errors}
+    form = LIMITS["errors"]["invalid_form_body"]
+    return ApiError(form["status"], form["message"], form["code"], errors)
+
+
 def _validate_content(content: str) -> None:
     if len(content) > MAX_CONTENT_LENGTH:
-        error = {"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 2000 or fewer in length."}
-        raise ApiError(400, "Invalid Form Body", 50035, {"content": {"_errors": [error]}})
+        raise invalid_form_body(
+            "content", "BASE_TYPE_MAX_LENGTH", f"Must be {MAX_CONTENT_LENGTH} or fewer in length."
+        )
+
+
+def validate_embeds(embeds: Any) -> None:
+    """The published embed limits (tests/contracts/discord-limits.yaml): each part's length,
+    25 fields, 10 embeds, and 6000 characters over all a message's embeds."""
+    if not embeds:
+        return
+    limits = LIMITS["embed"]
+    if len(embeds) > LIMITS["message"]["embeds"]:
+        raise invalid_form_body(
+            "embeds",
+            "BASE_TYPE_MAX_LENGTH",
+            f"Must be {LIMITS['message']['embeds']} or fewer in length.",
+        )
+    total = 0
+    for index, embed in enumerate(embeds):
+        parts = {
+            "title": embed.get("title"),
+            "description": embed.get("description"),
+            "footer.text": (embed.get("footer") or {}).get("text"),
+            "author.name": (embed.get("author") or {}).get("name"),
+        }
+        fields = embed.get("fields") or []
+        if len(fields) > limits["fields"]:
+            raise invalid_form_body(
+                f"embeds.{index}.fields",
+                "BASE_TYPE_MAX_LENGTH",
+                f"Must be {limits['fields']} or fewer in length.",
+            )
+        for number, item in enumerate(fields):
+            parts[f"fields.{number}.name"] = item.get("name")
+            parts[f"fields.{number}.value"] = item.get("value")
+        for where, text in parts.items():
+            if text is None:
+                continue
+            key = where.replace(".", "_") if not where.startswith("fields.") else (
+                "field_" + where.rsplit(".", 1)[1])  # fmt: skip
+            if len(text) > limits[key]:
+                raise invalid_form_body(
+                    f"embeds.{index}.{where}",
+                    "BASE_TYPE_MAX_LENGTH",
+                    f"Must be {limits[key]} or fewer in length.",
+                )
+            total += len(text)
+    if total > limits["total"]:
+        raise invalid_form_body(
+            "embeds",
+            "MAX_EMBED_SIZE_EXCEEDED",
+            f"Embed size exceeds maximum size of {limits['total']}",
+        )
 
 
 def _validate_not_empty(payload: JSON, *, has_files: bool) -> None:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from tests.fakes.contracts import discord_limits
+
 JSON = dict[str, Any]
 T = TypeVar("T")
 
@@ -197,6 +199,13 @@ class GuildSpec:
     everyone_permissions: int = DEFAULT_EVERYONE_PERMISSIONS
     owner_id: int | None = None
     locale: str = "en-US"
+    premium_tier: int = 0  # boost level 0-3; sets the upload limit (tests/contracts/)
+
+    @property
+    def filesize_limit(self) -> int:
+        """What a file sent to this guild may weigh, by its boost level (as Discord and
+        discord.py's Guild.filesize_limit have it)."""
+        return upload_limit_of(self.premium_tier)
 
     def channel(self, name: str) -> ChannelSpec:
         return _by_name(self.channels, name, lambda c: c.name)
@@ -253,7 +262,7 @@ class GuildSpec:
             "explicit_content_filter": 0,
             "mfa_level": 0,
             "nsfw_level": 0,
-            "premium_tier": 0,
+            "premium_tier": self.premium_tier,
             "premium_subscription_count": 0,
             "preferred_locale": self.locale,
             "system_channel_id": str(self.channels[0].id) if self.channels else None,
@@ -296,6 +305,14 @@ class AttachmentSpec:
     @property
     def effective_content_type(self) -> str:
         return self.content_type or guess_content_type(self.filename)
+
+
+def upload_limit_of(premium_tier: int | None) -> int:
+    """The published upload limit of a guild at `premium_tier` (None: no guild, a DM)."""
+    uploads = discord_limits()["uploads"]
+    if premium_tier is None:
+        return int(uploads["default_bytes"])
+    return int(uploads["by_premium_tier"][premium_tier])
 
 
 def guess_content_type(filename: str) -> str:

@@ -93,7 +93,7 @@ class FakeDiscord(Service):
         bot_user: UserSpec | None = None,
         application_id: int | None = None,
         token: str = DEFAULT_TOKEN,
-        upload_size_limit: int = 10 * 1024 * 1024,
+        upload_size_limit: int | None = None,
         interaction_deadline: float | None = 3.0,
         heartbeat_interval_ms: int = 41_250,
     ) -> None:

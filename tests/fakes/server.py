@@ -16,6 +16,8 @@ from typing import Any, Self
 
 from aiohttp import web
 
+from tests.fakes.contracts import ContractViolation, Schema
+
 Colour = tuple[int, int, int]
 
 CLIENT_CLOSED = 499  # recorded status when the client went away before the answer (nginx's code)
@@ -55,7 +57,9 @@ class RecordedRequest:
     t_end: float | None = None
     status: int | None = None
     colour: Colour | None = None  # FakeTogether: colour of the returned image
+    image_format: str | None = None  # FakeTogether: "PNG", "JPEG" or "WEBP"
     audio_seconds: float | None = None  # FakeSpeech: duration of the returned WAV
+    violation: str | None = None  # how the request left the published contract, if it did
 
 
 def error_response(
@@ -74,13 +78,19 @@ def closed_base_url() -> str:
 
 
 class FakeServer(Service):
-    """An aiohttp app on 127.0.0.1 serving ``POST /v1{path}`` and recording each request."""
+    """An aiohttp app on 127.0.0.1 serving ``POST /v1{path}`` and recording each request.
+
+    Every request is checked against the service's published contract (``tests/contracts/``,
+    through :meth:`violates`): one that leaves it is answered 400 naming the field, recorded in
+    ``violations``, and fails the test when the fake is closed (``async with``) unless the test
+    took it back out of ``violations`` (a test of the fake's own refusals)."""
 
     path = ""
 
     def __init__(self, *, port: int = 0) -> None:
         self.port = port  # the real port once started; a restart reuses it
         self.requests: list[RecordedRequest] = []
+        self.violations: list[str] = []
         self.in_flight = 0
         self.max_in_flight = 0
         self._runner: web.AppRunner | None = None
@@ -91,14 +101,41 @@ class FakeServer(Service):
             raise RuntimeError(f"{type(self).__name__} is not started")
         return f"http://127.0.0.1:{self.port}/v1"
 
-    async def respond(self, request: web.Request, rec: RecordedRequest) -> web.Response:
+    async def respond(self, request: web.Request, rec: RecordedRequest) -> web.StreamResponse:
         raise NotImplementedError
+
+    def add_routes(self, app: web.Application) -> None:
+        """More routes than ``POST /v1{path}`` (a subclass's GET endpoints)."""
+
+    def violates(self, schema: Schema, rec: RecordedRequest) -> web.Response | None:
+        """None if ``rec``'s body keeps to ``schema``; else the 400 answer naming the field."""
+        try:
+            schema.check(rec.json)
+        except ContractViolation as exc:
+            rec.violation = str(exc)
+            self.violations.append(f"{rec.method} {rec.path}: {exc}")
+            return error_response(400, str(exc), "invalid_request_error", "invalid_request")
+        return None
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+        if exc_type is None and self.violations:
+            raise AssertionError(
+                f"requests to {type(self).__name__} left the published contract:\n"
+                + "\n".join(self.violations)
+            )
 
     def state(self) -> dict[str, Any]:
         return {
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
             "requests": [asdict(r) for r in self.requests],
+            "violations": list(self.violations),
         }
 
     async def start(self) -> None:
@@ -107,6 +144,7 @@ class FakeServer(Service):
         app = web.Application()
         app.router.add_post("/v1" + self.path, self._handle)
         app.router.add_get("/_fake/state", self._state)
+        self.add_routes(app)
         runner = web.AppRunner(
             app, handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT, access_log=None
         )
@@ -124,7 +162,7 @@ class FakeServer(Service):
             runner, self._runner = self._runner, None
             await runner.cleanup()
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         rec = RecordedRequest(
