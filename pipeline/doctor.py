@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ctypes
+import importlib.metadata
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -13,7 +15,9 @@ from rich.markup import escape
 from .config import Settings, load_settings
 from .errors import ConfigError
 from .images.card import FONT_FILES
+from .tts import default_voice, tts_provider
 from .tts._espeak_words import LIBRARY as ESPEAK_LIBRARY
+from .tts.piper import find_piper_voices, piper_problem
 
 __all__ = ["run_doctor"]
 
@@ -54,7 +58,7 @@ def run_doctor(config: Path | None, console: Console) -> int:
         if provider == "card":
             detail += " — offline storyboard cards; set TOGETHER_API_KEY for FLUX images"
         report(provider != "together" or key is not None, "images", detail)
-        report(True, "speech", f"{settings.tts.provider}, voice {settings.tts.voice}")
+        _report_speech(settings, report)
         families = _output(["fc-list", ":", "family"])
         caption_font = settings.captions.font
         installed = caption_font.lower() in families.lower()
@@ -63,6 +67,24 @@ def run_doctor(config: Path | None, console: Console) -> int:
         report(True, "data", str(settings.storage.data_dir.resolve()))
     console.print("ready to render" if not problems else f"{problems} problem(s) found")
     return 0 if not problems else 1
+
+
+def _report_speech(settings: Settings, report: Callable[[bool, str, str], None]) -> None:
+    """The speech provider `[tts] provider` chooses, and whether Piper can speak."""
+    configured = settings.tts.provider
+    provider = tts_provider(settings)
+    problem = piper_problem(settings.tts)
+    if problem is None:
+        voices = find_piper_voices(settings.tts)
+        version = importlib.metadata.version("piper-tts")
+        report(True, "Piper", f"piper-tts {version} (GPL-3.0, run as a separate process)")
+        shown = ", ".join(f"{v.name} ({v.model})" for v in voices[:3])
+        report(True, "Piper voices", shown + (f" and {len(voices) - 3} more" if voices[4:] else ""))
+    else:  # a problem only when Piper was asked for; with "auto", espeak-ng speaks instead
+        report(provider != "piper", "Piper",
+               problem if provider == "piper" else f"not used: {problem}")  # fmt: skip
+    how = " (auto)" if configured == "auto" else ""
+    report(True, "speech", f"{provider}{how}, voice {default_voice(settings)}")
 
 
 def _output(argv: list[str]) -> str:

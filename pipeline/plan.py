@@ -16,6 +16,7 @@ from .config import Settings
 from .images.base import ImageRequest
 from .script import Script
 from .soundtrack import pick_music
+from .tts import default_voice
 
 __all__ = ["RenderPlan", "ScenePlan", "derive_seed", "merge_negative", "plan_render"]
 
@@ -73,11 +74,12 @@ def plan_render(
     Raises ConfigError when the music does not exist."""
     chosen = aspect or script.aspect or settings.video.aspect
     size = settings.images.size_for(chosen)
+    fallback_voice = default_voice(settings)
     scenes = tuple(
         ScenePlan(
             number=scene.number,
             narration=scene.narration,
-            voice=voice or scene.voice or script.voice or settings.tts.voice,
+            voice=voice or scene.voice or script.voice or fallback_voice,
             speed=settings.tts.speed,
             image=ImageRequest(
                 scene=scene.number,
