@@ -35,7 +35,7 @@ from pipeline.images import make_images
 from pipeline.plan import RenderPlan, ScenePlan, plan_render
 from pipeline.render import Renderer, RenderResult
 from pipeline.script import Script, parse_script
-from pipeline.tts import make_tts
+from pipeline.tts import close_tts, make_tts
 
 from .config import BotSettings
 from .store import Job, JobOptions, JobState, NewScene, SceneRecord, Store
@@ -149,6 +149,8 @@ class JobRunner:
         # One image slot and one encoder pool for the whole process, shared by every render.
         self.image_slot = asyncio.Semaphore(settings.images.max_concurrency)
         self.encoder_slot = asyncio.Semaphore(settings.video.encoder_slots)
+        # One speech provider for the whole process: Piper loads each voice once, not per job.
+        self.tts = make_tts(settings, client)
         self._running: dict[int, asyncio.Task[None]] = {}
         self._user_cancelled: set[int] = set()
         self._wake = asyncio.Event()
@@ -178,6 +180,7 @@ class JobRunner:
             task.cancel(msg="shutdown")
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
+        await close_tts(self.tts)
 
     # ------------------------------------------------------------ requests
 
@@ -382,7 +385,7 @@ class JobRunner:
     def renderer(self, on_event: Callable[[ProgressEvent], None]) -> Renderer:
         return Renderer(
             self.settings,
-            tts=make_tts(self.settings, self.client),
+            tts=self.tts,
             images=make_images(self.settings, self.client),
             cache=self.cache,
             on_event=on_event,

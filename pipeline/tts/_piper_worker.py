@@ -16,14 +16,15 @@ Loads the voice once (with `include_alignments`, which patches the model in memo
 and then answers requests, one JSON line in, one JSON line out, until stdin closes:
 
     in:  {"text": "...", "out": "/path.wav", "words": ["For", "forty", ...],
-          "length_scale": 1.0 | null, "speaker": 0 | null}
+          "length_scale": 1.0 | null, "speaker": 0 | null, "sentence_silence": 0.25}
     out: {"ok": true, "samples": N, "phonemes": [["f", 512], ...] | null,
           "words": ["fɔːɹ", "fˈɔːɹɾi", ...]}
      or: {"ok": false, "error": "..."}
 
 `phonemes` holds every phoneme Piper spoke with the sample where it starts in the WAV (null when
 the voice gives no alignments); `words` each requested word as Piper phonemizes it alone, so
-the caller can find the words in the phonemes. The WAV is 16-bit mono PCM.
+the caller can find the words in the phonemes. The WAV is 16-bit mono PCM, with
+`sentence_silence` seconds of silence between sentences (as `piper --sentence-silence`).
 
 Exit status: 0 stdin closed; 3 Piper is not installed; 4 the voice cannot be loaded.
 """
@@ -56,11 +57,15 @@ def speak(voice: Any, request: dict[str, Any]) -> dict[str, Any]:
                              length_scale=request.get("length_scale"))  # fmt: skip
     phonemes: list[list[Any]] | None = []
     samples = 0
+    pause = b"\0\0" * round(float(request.get("sentence_silence") or 0) * voice.config.sample_rate)
     with wave.open(request["out"], "wb") as wav:
         wav.setframerate(voice.config.sample_rate)
         wav.setsampwidth(2)
         wav.setnchannels(1)
         for chunk in voice.synthesize(request["text"], syn_config=config, include_alignments=True):
+            if samples:
+                wav.writeframes(pause)
+                samples += len(pause) // 2
             audio = chunk.audio_int16_bytes
             wav.writeframes(audio)
             if phonemes is not None and chunk.phoneme_alignments:

