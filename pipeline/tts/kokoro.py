@@ -100,7 +100,7 @@ class KokoroTTS:
             ids = [v.id for v in await self.list_voices()]
         except TTSError:
             ids = []
-        close = difflib.get_close_matches(voice, ids, n=4, cutoff=0.6)
+        close = difflib.get_close_matches(voice, ids, n=4, cutoff=0.75)
         hint = f" (close: {', '.join(close)})" if close else ""
         return f"{self._where} has no voice named {voice!r}{hint}; `reelbot voices` lists them"
 
