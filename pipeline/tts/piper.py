@@ -217,6 +217,10 @@ class PiperTTS:
             raise TTSError("Piper made no sound for this narration")
         return words_from_alignments(words, answer, worker.sample_rate)
 
+    def worker_pids(self) -> list[int]:
+        """The helper processes running now (for measurements)."""
+        return [pid for w in self._workers.values() if (pid := w.pid) is not None]
+
     async def aclose(self) -> None:
         workers, self._workers = list(self._workers.values()), {}
         for worker in workers:
