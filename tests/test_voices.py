@@ -14,6 +14,7 @@ from pipeline.plan import plan_render
 from pipeline.render import render_plan
 from pipeline.script import parse_script
 from pipeline.tts.espeak import EspeakTTS, parse_voice_listing
+from tests.fakes.speech import FakeSpeech
 
 from .conftest import SettingsFactory
 from .media import ffprobe
@@ -114,3 +115,18 @@ async def test_a_script_with_an_unknown_voice_fails_on_that_scene(
         await render_plan(plan_render(parse_script(script), settings), settings, tmp_path / "x.mp4")
     assert (caught.value.scene, caught.value.stage) == (2, "audio")
     assert "no voice named 'frnch'" in str(caught.value) and "close: " in str(caught.value)
+
+
+async def test_a_speech_server_gets_each_scenes_voice(
+    make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    script = ("voice: nova\n## 1\nvoice: onyx\nThe keeper speaks.\n"
+              "## 2\nvoice: shimmer\nThe gull answers.\n## 3\nThe narrator ends it.\n")  # fmt: skip
+    async with FakeSpeech() as speech:
+        settings = make_settings(tts={"provider": "openai", "base_url": speech.base_url})
+        plan = plan_render(parse_script(script), settings)
+        await render_plan(plan, settings, tmp_path / "v.mp4")
+    voices = {r.json["input"]: r.json["voice"] for r in speech.requests}
+    assert voices == {"The keeper speaks.": "onyx", "The gull answers.": "shimmer",
+                      "The narrator ends it.": "nova"}  # fmt: skip
+    assert ffprobe(tmp_path / "v.mp4").duration > 3
