@@ -39,7 +39,7 @@ from .plan import RenderPlan, ScenePlan
 from .soundtrack import NarrationPart, finish_sound, sound_pass_needed
 from .transitions import Piece, clip_keyframes, join_with_crossfades
 from .tts import TTSProvider, close_tts, make_tts
-from .tts.base import WordMark, WordTimedTTS
+from .tts.base import SharesCPU, WordMark, WordTimedTTS
 from .video import ClipSpec, clip_frames, encode_clip, join_clips
 
 __all__ = ["RenderResult", "Renderer", "SceneArtifacts", "render_plan"]
@@ -98,6 +98,8 @@ class Renderer:
         # Shared slots may be passed in so several renders in one process share the limits.
         self.image_slot = image_slot or asyncio.Semaphore(settings.images.max_concurrency)
         self.encoder_slot = encoder_slot or asyncio.Semaphore(settings.video.encoder_slots)
+        if isinstance(tts, SharesCPU):  # local speech (Piper) takes a slot while it speaks
+            tts.cpu_slot = self.encoder_slot
         self.events: list[ProgressEvent] = []
         self._t0 = time.monotonic()
         # Set when a scene has failed: work still waiting for a slot stops instead of

@@ -3,6 +3,7 @@ process (GPL, never imported here), its phoneme alignments timing the captions."
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
@@ -260,3 +261,31 @@ def test_words_normalised_by_a_server_are_found_in_the_narration() -> None:
     marks = align_words(words, [letters_key(w.text) for w in words],
                         [(letters_key(w), t) for w, t in spoken if letters_key(w)])  # fmt: skip
     assert [m.seconds for m in marks] == [0.0, 0.2, 0.5, 1.4, 1.7, 2.1]
+
+
+async def test_the_narration_keeps_one_cpu_slot_until_it_is_all_spoken(tmp_path: Path) -> None:
+    """A render's encoder slots: Piper takes one as the narration starts and keeps it until
+    every scene is spoken, so an encode that comes later waits instead of crowding it out."""
+    tts = PiperTTS(TTSConfig(provider="piper"))
+    slot = asyncio.Semaphore(1)
+    tts.cpu_slot = slot
+    order: list[str] = []
+
+    async def speak(i: int) -> None:
+        await tts.synthesize(f"Scene {i} is spoken now.", voice="en-us", speed=1.0,
+                             out=tmp_path / f"{i}.wav")  # fmt: skip
+        order.append(f"spoken {i}")
+
+    async def encode() -> None:
+        async with slot:
+            order.append("encoding")
+
+    try:
+        speaking = [asyncio.create_task(speak(i)) for i in range(3)]
+        await asyncio.sleep(0)  # the narration asks first, as in a render
+        encoder = asyncio.create_task(encode())
+        await asyncio.gather(*speaking, encoder)
+    finally:
+        await tts.aclose()
+    assert order == ["spoken 0", "spoken 1", "spoken 2", "encoding"]
+    assert not slot.locked()  # given back

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -61,3 +62,12 @@ async def close_tts(tts: object) -> None:
     """Close `tts` if it holds anything open."""
     if isinstance(tts, ClosableTTS):
         await tts.aclose()
+
+
+@runtime_checkable
+class SharesCPU(Protocol):
+    """A provider that speaks on this machine's CPU (Piper): while it speaks it holds one of
+    the render's encoder slots, so a clip encode never crowds out the narration that later
+    clips wait for."""
+
+    cpu_slot: asyncio.Semaphore | None

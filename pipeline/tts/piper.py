@@ -22,9 +22,10 @@ import json
 import logging
 import sys
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..config import TTSConfig
 from ..errors import ConfigError, TTSError
@@ -164,6 +165,9 @@ class PiperTTS:
         self.voices = find_piper_voices(config)  # ConfigError: say so before any render starts
         self.default = default_piper_voice(config)
         self._workers: dict[Path, _Worker] = {}
+        self.cpu_slot: asyncio.Semaphore | None = None  # a renderer's encoder slot (SharesCPU)
+        self._waiting = 0  # requests asked and not answered
+        self._holding: asyncio.Task[Literal[True]] | None = None  # the slot, held for them all
 
     async def list_voices(self) -> list[VoiceInfo]:
         return [
@@ -194,7 +198,13 @@ class PiperTTS:
         )
 
     def voice_identity(self, voice: str) -> str:
-        return self.voice_file(voice).identity
+        chosen = self.voice_file(voice)
+        try:
+            return chosen.identity
+        except OSError as exc:
+            raise TTSError(
+                f"the Piper voice {chosen.model} cannot be read: {exc.strerror}"
+            ) from None
 
     async def synthesize(self, text: str, *, voice: str, speed: float, out: Path) -> None:
         await self.synthesize_timed(text, voice=voice, speed=speed, out=out)
@@ -210,12 +220,40 @@ class PiperTTS:
         request = {"text": text, "out": str(out), "words": [w.text for w in words],
                    "length_scale": chosen.length_scale / speed, "speaker": None,
                    "sentence_silence": SENTENCE_SILENCE / speed}  # fmt: skip
-        answer = await worker.ask(request)
+        async with self._cpu():
+            answer = await worker.ask(request)
         if not answer.get("ok"):
             raise TTSError(f"Piper could not speak this narration: {answer.get('error')}")
         if not answer.get("samples"):
             raise TTSError("Piper made no sound for this narration")
         return words_from_alignments(words, answer, worker.sample_rate)
+
+    @contextlib.asynccontextmanager
+    async def _cpu(self) -> AsyncIterator[None]:
+        """Hold one CPU slot from the first request until none is waiting: a render asks for
+        every narration at once, before any clip can be encoded, so the narration keeps a
+        slot of its own until it is all spoken (clips encode in the others) instead of
+        queueing behind encodes."""
+        slot = self.cpu_slot
+        if slot is None:
+            yield
+            return
+        self._waiting += 1
+        try:
+            holding = self._holding
+            if holding is None:
+                holding = asyncio.ensure_future(slot.acquire())
+                self._holding = holding
+            await asyncio.shield(holding)
+            yield
+        finally:
+            self._waiting -= 1
+            if self._waiting == 0 and self._holding is not None:
+                holding, self._holding = self._holding, None
+                if holding.done() and not holding.cancelled():
+                    slot.release()
+                else:
+                    holding.cancel()
 
     def worker_pids(self) -> list[int]:
         """The helper processes running now (for measurements)."""
