@@ -258,10 +258,11 @@ def memory_section(run: MemoryRun, settings: str, measured: str) -> Section:
 def speech_section(rates: Sequence[SpeechRate], race: RenderRace | None, settings: str,
                    measured: str) -> Section:  # fmt: skip
     headers = ["provider", "scenes", "speech made", "wall time", "speech s / wall s",
-               "voice load", "helper peak RSS"]  # fmt: skip
+               "speech s / CPU s", "voice load", "helper peak RSS"]  # fmt: skip
     rows = [[
         r.provider, str(r.scenes), _s(r.audio), _s(r.wall), f"{r.rate:.1f}",
-        _s(r.load) if r.load else "", _mib(r.peak_rss) if r.peak_rss else "",
+        f"{r.cpu_rate:.1f}" if r.cpu else "", _s(r.load) if r.load else "",
+        _mib(r.peak_rss) if r.peak_rss else "",
     ] for r in rates]  # fmt: skip
     parts = [measured, settings, _md_table(headers, rows)]
     verdicts = []
@@ -283,7 +284,9 @@ def speech_section(rates: Sequence[SpeechRate], race: RenderRace | None, setting
         "Every scene asked for at once, as a render asks: espeak-ng runs a process per scene, "
         "Piper one helper process per voice speaking them one after another. Piper's voice "
         "load (the first request: the model read and patched in memory for its alignments) "
-        "is timed apart. The helper's RSS is sampled every 50 ms from /proc."
+        "is timed apart. The helper's RSS is sampled every 50 ms from /proc. *Speech s / CPU "
+        "s* divides by the CPU time the speaking processes used (from /proc and getrusage), "
+        "which a machine busy with other work changes far less than the wall time."
     )
     table = _rich_table("Speech", headers, rows)
     return Section("speech", "Speech: espeak-ng and Piper", table, "\n\n".join(parts), verdicts)

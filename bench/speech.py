@@ -10,6 +10,8 @@ timed on its own and left out of the rate.
 from __future__ import annotations
 
 import asyncio
+import os
+import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,10 +40,16 @@ class SpeechRate:
     wall: float  # seconds it took (all scenes asked at once)
     load: float  # Piper: loading the voice (first request), not in `wall`
     peak_rss: int  # Piper: the helper process's peak resident memory (0 for espeak-ng)
+    cpu: float = 0.0  # CPU seconds the speaking processes used (user + system)
 
     @property
     def rate(self) -> float:
         return self.audio / self.wall
+
+    @property
+    def cpu_rate(self) -> float:
+        """Seconds of speech per CPU second: what a busy machine does not change much."""
+        return self.audio / self.cpu if self.cpu else 0.0
 
 
 @dataclass(frozen=True)
@@ -78,9 +86,13 @@ async def speech_rates(scenes: int, chars: tuple[int, int], workdir: Path) -> li
 
     espeak = EspeakTTS()
     await espeak.check_voice("en-us")  # the voice look-up, once, as in a render
+    cpu = _children_cpu()
     started = time.monotonic()
     audio = await _speak_all(espeak, "en-us", texts, folder)
-    rates.append(SpeechRate("espeak-ng", scenes, audio, time.monotonic() - started, 0.0, 0))
+    wall = time.monotonic() - started
+    # The helper processes have all been waited for: their CPU is in RUSAGE_CHILDREN (with
+    # the ffprobe runs that measured the audio, a small overcount).
+    rates.append(SpeechRate("espeak-ng", scenes, audio, wall, 0.0, 0, _children_cpu() - cpu))
 
     piper = PiperTTS(TTSConfig(provider="piper"))
     peak = 0
@@ -97,15 +109,29 @@ async def speech_rates(scenes: int, chars: tuple[int, int], workdir: Path) -> li
         started = time.monotonic()
         await piper.synthesize("Ready.", voice="en-us", speed=1.0, out=folder / "load.wav")
         load = time.monotonic() - started
+        (pid,) = piper.worker_pids()
+        cpu = _process_cpu(pid)
         started = time.monotonic()
         audio = await _speak_all(piper, "en-us", texts, folder)
         wall = time.monotonic() - started
+        cpu = _process_cpu(pid) - cpu
     finally:
         sampling = False
         await sampler
         await piper.aclose()
-    rates.append(SpeechRate("Piper (joe, medium)", scenes, audio, wall, load, peak))
+    rates.append(SpeechRate("Piper (joe, medium)", scenes, audio, wall, load, peak, cpu))
     return rates
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a running process (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def piper_race(

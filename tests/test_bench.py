@@ -164,6 +164,7 @@ async def test_speech_is_measured_for_espeak_and_piper(tmp_path: Path) -> None:
     assert [r.provider for r in rates] == ["espeak-ng", "Piper (joe, medium)"]
     for rate in rates:
         assert rate.scenes == 2 and rate.audio > 1 and rate.wall > 0 and rate.rate > 0
+        assert rate.cpu > 0 and rate.cpu_rate > 0
     espeak, piper = rates
     assert espeak.peak_rss == 0 and espeak.load == 0
     assert piper.load > 0 and piper.peak_rss > 50 * 2**20  # the model is in that process
