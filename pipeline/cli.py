@@ -78,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("-o", "--output", type=Path, help="the MP4 to write")
     render.add_argument("--config", type=Path, help="a config.toml")
     render.add_argument("--aspect", type=_aspect, help="9:16, 16:9 or 1:1")
-    render.add_argument("--voice", help="narration voice for every scene")
+    render.add_argument("--voice", help="narration voice for every scene (`reelbot voices`)")
     render.add_argument("--title", help="the video's title")
     render.add_argument("--captions", action=argparse.BooleanOptionalAction, default=None,
                         help="burn in captions (default: on for 9:16)")  # fmt: skip

@@ -289,3 +289,20 @@ async def test_the_narration_keeps_one_cpu_slot_until_it_is_all_spoken(tmp_path:
         await tts.aclose()
     assert order == ["spoken 0", "spoken 1", "spoken 2", "encoding"]
     assert not slot.locked()  # given back
+
+
+async def test_a_voice_file_that_is_not_a_model_fails_the_scene_in_words(tmp_path: Path) -> None:
+    (joe,) = find_piper_voices(TTSConfig())
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"this is not an ONNX model")
+    (tmp_path / "broken.onnx.json").write_text(joe.config.read_text("utf-8"), "utf-8")
+    tts = PiperTTS(TTSConfig(provider="piper", piper_voice=broken))
+    try:
+        with pytest.raises(TTSError) as caught:
+            await tts.synthesize("Hello.", voice="broken", speed=1.0, out=tmp_path / "x.wav")
+    finally:
+        await tts.aclose()
+    message = str(caught.value)
+    assert message.startswith("Piper stopped while loading the voice: cannot load the Piper "
+                              f"voice {broken}")  # fmt: skip
+    assert "Traceback" not in message and tts.worker_pids() == []

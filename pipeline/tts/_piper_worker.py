@@ -32,6 +32,7 @@ Exit status: 0 stdin closed; 3 Piper is not installed; 4 the voice cannot be loa
 from __future__ import annotations
 
 import json
+import os
 import sys
 import wave
 from typing import Any
@@ -85,16 +86,21 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print(__doc__.split("\n\n")[1].rstrip(), file=sys.stderr)
         return 64
+    # The answers get stdout to themselves: whatever a library prints (to fd 1, even from C)
+    # goes to stderr instead.
+    answers = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     voice = load(*argv)
     speakers = dict(voice.config.speaker_id_map or {})
     ready = {"ready": True, "sample_rate": voice.config.sample_rate, "speakers": speakers}
-    print(json.dumps(ready), flush=True)
+    print(json.dumps(ready), file=answers, flush=True)
     for line in sys.stdin.buffer:
         try:
             answer = speak(voice, json.loads(line))
         except Exception as exc:  # one bad request: say so, and keep serving
             answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-        print(json.dumps(answer, ensure_ascii=False), flush=True)
+        print(json.dumps(answer, ensure_ascii=False), file=answers, flush=True)
     return 0
 
 
