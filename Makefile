@@ -1,5 +1,7 @@
-# reelbot: `make demo` renders examples/demo.md offline; `make test` runs every check.
-# Both install what is missing first: Debian packages (when root) and a virtualenv in .venv.
+# reelbot: `make demo` renders examples/demo.md offline (with Piper's natural voice); `make test`
+# runs every check. Both install what is missing first: Debian packages (when root) and a
+# virtualenv in .venv with the project, its dev tools and the `piper` extra (GPL-3.0 Piper,
+# run as a separate process; `pip install reelbot` alone speaks with espeak-ng).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -40,7 +42,7 @@ system-deps:
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,piper]'
 	touch $(STAMP)
 
 clean:

@@ -27,9 +27,17 @@ from .fakes import Latencies
 from .measure import machine
 from .memory import memory_run
 from .render import RenderPair, render_pair
-from .report import Section, encode_section, memory_section, render_section, write_results
+from .report import (
+    Section,
+    encode_section,
+    memory_section,
+    render_section,
+    speech_section,
+    write_results,
+)
+from .speech import piper_race, speech_rates
 
-BENCHMARKS = ("render", "encode", "memory")
+BENCHMARKS = ("render", "encode", "memory", "speech")
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
                 "slower", "veryslow")  # fmt: skip
 RESULTS = Path(__file__).with_name("results.md")
@@ -48,6 +56,9 @@ class Plan:
     memory_scenes: int
     memory_chars: tuple[int, int]
     memory_latencies: Latencies
+    speech_scenes: int = 12
+    speech_chars: tuple[int, int] = (80, 160)
+    race_image: float = 3.0  # seconds per image in the Piper render
 
 
 FULL = Plan(sizes=(2, 6, 12), aspects=("9:16", "16:9"), latencies=Latencies(3.0, 0.2, 0.02),
@@ -59,7 +70,8 @@ QUICK = Plan(sizes=(2, 6), aspects=("9:16",), latencies=Latencies(1.5, 0.2, 0.02
              chars=(20, 35), clip_seconds=3.0, encode_aspects=("9:16",),
              encode_presets=(), rounds=1,
              memory_scenes=20, memory_chars=(5, 12),
-             memory_latencies=Latencies(0.05, 0.05, 0.0))  # fmt: skip
+             memory_latencies=Latencies(0.05, 0.05, 0.0),
+             speech_scenes=4, race_image=1.5)  # fmt: skip
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -103,7 +115,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--only",
         type=_choices(BENCHMARKS),
         default=BENCHMARKS,
-        help="comma-separated: render, encode, memory (default: all)",
+        help="comma-separated: render, encode, memory, speech (default: all)",
     )
     p.add_argument("--sizes", type=_ints, help="scenes per render, e.g. 2,6,12")
     p.add_argument("--aspects", type=_aspects, help="of the renders, e.g. 9:16,16:9")
@@ -210,6 +222,20 @@ async def run(args: argparse.Namespace, console: Console) -> list[Section]:
                 largest = max(pairs[: len(plan.sizes)], key=lambda p: p.pipelined.scenes)
                 drawn = draw_timelines(largest, pictures)
                 console.log(f"timeline: {drawn}")
+        if "speech" in args.only:
+            started = time.monotonic()
+            rates = await speech_rates(plan.speech_scenes, plan.speech_chars, workdir)
+            race = await piper_race(plan.speech_scenes, image_latency=plan.race_image,
+                                    chars=plan.speech_chars, workdir=workdir)  # fmt: skip
+            took = time.monotonic() - started
+            console.log(f"speech: {', '.join(f'{r.provider} {r.rate:.1f}x' for r in rates)}; "
+                        f"Piper render: last narration {race.last_narration:.1f} s, last image "
+                        f"{race.last_image:.1f} s ({took:.0f} s)")  # fmt: skip
+            settings = (f"Settings: {plan.speech_scenes} narrations of {plan.speech_chars[0]}-"
+                        f"{plan.speech_chars[1]} characters, speed 1.0; the render: the same "
+                        f"script, images from the fake Together ({plan.race_image:g} s each, "
+                        "one at a time), default settings otherwise.")  # fmt: skip
+            sections.append(speech_section(rates, race, settings, measured()))
         if "encode" in args.only:
             results = []
             shipped = VideoConfig().preset

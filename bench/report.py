@@ -25,6 +25,7 @@ from .encode import (
 from .measure import median
 from .memory import MemoryRun
 from .render import RenderPair
+from .speech import RenderRace, SpeechRate
 
 # Targets of issue 7.
 EFFICIENCY_TARGET = 0.9  # at N = 12
@@ -254,6 +255,43 @@ def memory_section(run: MemoryRun, settings: str, measured: str) -> Section:
                    _rich_table("Memory and disk", headers, rows), markdown, [])  # fmt: skip
 
 
+def speech_section(rates: Sequence[SpeechRate], race: RenderRace | None, settings: str,
+                   measured: str) -> Section:  # fmt: skip
+    headers = ["provider", "scenes", "speech made", "wall time", "speech s / wall s",
+               "speech s / CPU s", "voice load", "helper peak RSS"]  # fmt: skip
+    rows = [[
+        r.provider, str(r.scenes), _s(r.audio), _s(r.wall), f"{r.rate:.1f}",
+        f"{r.cpu_rate:.1f}" if r.cpu else "", _s(r.load) if r.load else "",
+        _mib(r.peak_rss) if r.peak_rss else "",
+    ] for r in rates]  # fmt: skip
+    parts = [measured, settings, _md_table(headers, rows)]
+    verdicts = []
+    if race is not None:
+        verdict = (
+            f"{_verdict(race.ahead)} With Piper, a {race.scenes}-scene render "
+            f"({race.image_latency:g} s per image) had every narration done at "
+            f"{_s(race.last_narration)}, before the last image came back at "
+            f"{_s(race.last_image)} (it was asked for at {_s(race.last_image_started)}); "
+            f"the render took {_s(race.makespan)}."
+            if race.ahead else
+            f"{_verdict(False)} With Piper, a {race.scenes}-scene render "
+            f"({race.image_latency:g} s per image) had its last narration done at "
+            f"{_s(race.last_narration)}, after the last image ({_s(race.last_image)})."
+        )  # fmt: skip
+        verdicts.append(verdict)
+        parts.append(verdict)
+    parts.append(
+        "Every scene asked for at once, as a render asks: espeak-ng runs a process per scene, "
+        "Piper one helper process per voice speaking them one after another. Piper's voice "
+        "load (the first request: the model read and patched in memory for its alignments) "
+        "is timed apart. The helper's RSS is sampled every 50 ms from /proc. *Speech s / CPU "
+        "s* divides by the CPU time the speaking processes used (from /proc and getrusage), "
+        "which a machine busy with other work changes far less than the wall time."
+    )
+    table = _rich_table("Speech", headers, rows)
+    return Section("speech", "Speech: espeak-ng and Piper", table, "\n\n".join(parts), verdicts)
+
+
 # ------------------------------------------------------------------ results.md
 
 
@@ -262,7 +300,7 @@ def _block(section: Section) -> str:
             f"<!-- /bench:{section.key} -->")  # fmt: skip
 
 
-ORDER = ("render", "encode", "memory")
+ORDER = ("render", "encode", "memory", "speech")
 
 
 def write_results(path: Path, sections: Sequence[Section]) -> None:

@@ -32,6 +32,7 @@ from pipeline.config import load_settings
 from pipeline.errors import ConfigError, ReelbotError
 from pipeline.logs import RedactSecrets
 from pipeline.logs import setup_logging as pipeline_logging
+from pipeline.tts import check_tts
 
 from .app import ReelBot
 from .config import BotSettings, DiscordConfig
@@ -53,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.config, BotSettings)
+        check_tts(settings)  # a missing Piper or voice file: said now, in one line
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -47,7 +47,7 @@ from pipeline.images import make_images
 from pipeline.plan import RenderPlan, ScenePlan, plan_render
 from pipeline.render import Renderer, RenderResult, images_to_make
 from pipeline.script import Script, parse_script
-from pipeline.tts import make_tts
+from pipeline.tts import close_tts, make_tts
 
 from .admission import (
     Admission,
@@ -166,6 +166,8 @@ class JobRunner:
         # One image slot and one encoder pool for the whole process, shared by every render.
         self.image_slot = ImageSlot.for_config(settings.images)
         self.encoder_slot = asyncio.Semaphore(settings.video.encoder_slots)
+        # One speech provider for the whole process: Piper loads each voice once, not per job.
+        self.tts = make_tts(settings, client)
         self._running: dict[int, asyncio.Task[None]] = {}
         self._user_cancelled: set[int] = set()
         self._wake = asyncio.Event()
@@ -202,6 +204,7 @@ class JobRunner:
         # An image in flight is paid for: it finishes in the background and lands in the
         # cache, so the resumed job does not ask for it again (a bounded wait).
         await self.image_slot.drain(stop_grace(self.settings.images))
+        await close_tts(self.tts)
 
     # ------------------------------------------------------------ requests
 
@@ -433,7 +436,7 @@ class JobRunner:
     def renderer(self, on_event: Callable[[ProgressEvent], None], *, label: str = "") -> Renderer:
         return Renderer(
             self.settings,
-            tts=make_tts(self.settings, self.client),
+            tts=self.tts,
             images=make_images(self.settings, self.client),
             cache=self.cache,
             on_event=on_event,

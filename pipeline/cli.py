@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import httpx
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
@@ -39,6 +40,9 @@ from .render import render_plan
 from .script import parse_script
 from .soundtrack import check_music
 from .text import clean_text
+from .tts import check_tts, close_tts, default_voice, make_tts, tts_provider
+from .tts.base import VoiceInfo
+from .tts.voices import list_voices_of, match_voices
 
 __all__ = ["main"]
 
@@ -99,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("-o", "--output", type=Path, help="the MP4 to write")
     render.add_argument("--config", type=Path, help="a config.toml")
     render.add_argument("--aspect", type=_aspect, help="9:16, 16:9 or 1:1")
-    render.add_argument("--voice", help="narration voice for every scene")
+    render.add_argument("--voice", help="narration voice for every scene (`reelbot voices`)")
     render.add_argument("--title", help="the video's title")
     render.add_argument("--captions", action=argparse.BooleanOptionalAction, default=None,
                         help="burn in captions (default: on for 9:16)")  # fmt: skip
@@ -110,6 +114,11 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--timeline", type=_png, metavar="FILE.png",
                         help="also draw the render's timeline (a Gantt chart)")  # fmt: skip
     render.set_defaults(run=_render)
+
+    voices = commands.add_parser("voices", help="list the voices of the configured speech provider")
+    voices.add_argument("--config", type=Path, help="a config.toml")
+    voices.add_argument("filter", nargs="?", default="", help="only voices matching this")
+    voices.set_defaults(run=_voices)
 
     doctor = commands.add_parser("doctor", help="check ffmpeg, espeak-ng, config and keys")
     doctor.add_argument("--config", type=Path, help="a config.toml")
@@ -161,6 +170,7 @@ def _render(args: argparse.Namespace) -> int:
     check_data_dir(settings.storage.data_dir)
     if plan.music is not None:
         asyncio.run(check_music(plan.music))
+    check_tts(settings)
     progress = RenderProgress()
     events: list[ProgressEvent] = []
     started = time.monotonic()
@@ -201,6 +211,35 @@ def _say_images_kept(progress: RenderProgress, grace: float) -> None:
         note = f"(at most {grace:.0f} s; Ctrl-C to quit now)"
         console.print(f"[yellow]finishing the image of scene {scenes} so it is kept {note}[/]",
                       highlight=False)  # fmt: skip
+
+
+def _voices(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    provider = tts_provider(settings)
+
+    async def fetch() -> list[VoiceInfo]:
+        async with httpx.AsyncClient() as client:
+            tts = make_tts(settings, client)
+            try:
+                return await list_voices_of(tts)
+            finally:
+                await close_tts(tts)
+
+    voices = asyncio.run(fetch())
+    shown = match_voices(voices, args.filter, limit=len(voices))
+    default = default_voice(settings)
+    languages = any(v.language not in (None, v.id) for v in shown)  # a column worth showing
+    table = Table(title=f"{provider} voices", title_justify="left")
+    for column in ("voice", *(["language"] if languages else []), "what it is"):
+        table.add_column(column)
+    for voice in shown:
+        mark = " [green](default)[/]" if voice.id == default else ""
+        language = [escape(voice.language or "")] if languages else []
+        table.add_row(escape(voice.id) + mark, *language, escape(voice.label))
+    Console().print(table)
+    console.print(f"{len(shown)} of {len(voices)} voices; use one with `voice: NAME` in a "
+                  "script or --voice NAME", highlight=False)  # fmt: skip
+    return 0
 
 
 def _write_timeline(events: list[ProgressEvent], path: Path, data_dir: Path) -> None:

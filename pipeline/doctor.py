@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ctypes
+import importlib.metadata
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -14,7 +16,9 @@ from rich.markup import escape
 from .config import Settings, load_settings
 from .errors import ConfigError
 from .images.card import FONT_FILES
+from .tts import default_voice, tts_provider
 from .tts._espeak_words import LIBRARY as ESPEAK_LIBRARY
+from .tts.piper import find_piper_voices, piper_problem
 
 __all__ = ["run_doctor"]
 
@@ -57,7 +61,7 @@ def run_doctor(config: Path | None, console: Console, *, online: bool = False) -
         if provider == "card":
             detail += " — offline storyboard cards; set TOGETHER_API_KEY for FLUX images"
         report(provider != "together" or key is not None, "images", detail)
-        report(True, "speech", f"{settings.tts.provider}, voice {settings.tts.default_voice}")
+        _report_speech(settings, report)
         families = _output(["fc-list", ":", "family"])
         caption_font = settings.captions.font
         installed = caption_font.lower() in families.lower()
@@ -118,6 +122,24 @@ def check_together_online(settings: Settings) -> tuple[bool, str, str]:
             f"the model {model} is offered as a {offered[model]} model, not an image model",
         )
     return True, what, f"the key works and {model} is offered as an image model"
+
+
+def _report_speech(settings: Settings, report: Callable[[bool, str, str], None]) -> None:
+    """The speech provider `[tts] provider` chooses, and whether Piper can speak."""
+    configured = settings.tts.provider
+    provider = tts_provider(settings)
+    problem = piper_problem(settings.tts)
+    if problem is None:
+        voices = find_piper_voices(settings.tts)
+        version = importlib.metadata.version("piper-tts")
+        report(True, "Piper", f"piper-tts {version} (GPL-3.0, run as a separate process)")
+        shown = ", ".join(f"{v.name} ({v.model})" for v in voices[:3])
+        report(True, "Piper voices", shown + (f" and {len(voices) - 3} more" if voices[4:] else ""))
+    else:  # a problem only when Piper was asked for; with "auto", espeak-ng speaks instead
+        report(provider != "piper", "Piper",
+               problem if provider == "piper" else f"not used: {problem}")  # fmt: skip
+    how = " (auto)" if configured == "auto" else ""
+    report(True, "speech", f"{provider}{how}, voice {default_voice(settings)}")
 
 
 def _output(argv: list[str]) -> str:

@@ -18,6 +18,7 @@ from .images.base import ImageRequest
 from .script import Script
 from .soundtrack import pick_music
 from .text import clean_text
+from .tts import default_voice
 
 __all__ = ["RenderPlan", "ScenePlan", "derive_seed", "merge_negative", "plan_render"]
 
@@ -78,11 +79,12 @@ def plan_render(
     _check_speech_input(script, settings)
     chosen = aspect or script.aspect or settings.video.aspect
     size = settings.images.size_for(chosen)
+    fallback_voice = default_voice(settings)
     scenes = tuple(
         ScenePlan(
             number=scene.number,
             narration=scene.narration,
-            voice=voice or scene.voice or script.voice or settings.tts.default_voice,
+            voice=voice or scene.voice or script.voice or fallback_voice,
             speed=settings.tts.speed,
             image=ImageRequest(
                 scene=scene.number,

@@ -44,8 +44,8 @@ from .places import os_reason
 from .plan import RenderPlan, ScenePlan
 from .soundtrack import NarrationPart, finish_sound, sound_pass_needed
 from .transitions import Piece, clip_keyframes, join_with_crossfades
-from .tts import TTSProvider, make_tts
-from .tts.base import WordMark, WordTimedTTS
+from .tts import TTSProvider, close_tts, make_tts
+from .tts.base import SharesCPU, WordMark, WordTimedTTS
 from .video import ClipSpec, clip_frames, encode_clip, join_clips
 
 __all__ = [
@@ -116,6 +116,8 @@ class Renderer:
         # Shared slots may be passed in so several renders in one process share the limits.
         self.image_slot = image_slot or ImageSlot.for_config(settings.images)
         self.encoder_slot = encoder_slot or asyncio.Semaphore(settings.video.encoder_slots)
+        if isinstance(tts, SharesCPU):  # local speech (Piper) takes a slot while it speaks
+            tts.cpu_slot = self.encoder_slot
         self.events: list[ProgressEvent] = []
         self._t0 = time.monotonic()
         # Set when a scene has failed: work still waiting for a slot stops instead of
@@ -281,8 +283,9 @@ class Renderer:
     # ------------------------------------------------------------ the three stages
 
     async def _audio(self, scene: ScenePlan) -> _Speech:
+        extra = await self._stage(scene.number, Stage.AUDIO, self._voice_file(scene.voice))
         key = content_key("audio", provider=self.tts.name, voice=scene.voice,
-                          text=scene.narration, speed=scene.speed)  # fmt: skip
+                          text=scene.narration, speed=scene.speed, **extra)  # fmt: skip
         timed = isinstance(self.tts, WordTimedTTS)
         cached = self.cache.lookup("audio", key, ".wav")
         # A provider that reports word timings stores them beside the audio (for captions).
@@ -324,6 +327,11 @@ class Renderer:
             scene.number, Stage.AUDIO, Status.DONE, path=speech.path, seconds=speech.seconds
         )
         return speech
+
+    async def _voice_file(self, voice: str) -> dict[str, str]:
+        """A voice that is a file (Piper) is keyed by the file it names now, not by its name."""
+        identity = getattr(self.tts, "voice_identity", None)
+        return {"voice_file": identity(voice)} if identity is not None else {}
 
     async def _image(self, scene: ScenePlan) -> Path:
         request = scene.image
@@ -541,16 +549,14 @@ async def render_plan(
 ) -> RenderResult:
     """Render with the providers chosen by `settings` (the CLI's entry point)."""
     async with client_factory() as client:
-        renderer = Renderer(
-            settings,
-            tts=make_tts(settings, client),
-            images=make_images(settings, client),
-            on_event=on_event,
-        )
+        tts = make_tts(settings, client)
+        renderer = Renderer(settings, tts=tts, images=make_images(settings, client),
+                            on_event=on_event)  # fmt: skip
         try:
             return await renderer.render(plan, out, sequential=sequential)
         finally:
             # An image still in flight (a cancelled or failed render's) is paid for: let it
             # land in the cache before the client closes, within a bound.
             await renderer.image_slot.drain(stop_grace(settings.images))
+            await close_tts(tts)
             renderer.cache.evict(settings.storage.cache_max_mb * 1024 * 1024)

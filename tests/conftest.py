@@ -28,10 +28,12 @@ SettingsFactory = Callable[..., Settings]
 @pytest.fixture
 def make_settings(tmp_path: Path) -> SettingsFactory:
     """Settings on a temporary data dir; keyword sections override the defaults,
-    e.g. make_settings(images={"provider": "together", "base_url": url})."""
+    e.g. make_settings(images={"provider": "together", "base_url": url}). Speech is espeak-ng
+    unless a test names its provider (the shipped default, "auto", is Piper when installed)."""
 
     def factory(**sections: Any) -> Settings:
         sections.setdefault("storage", {"data_dir": str(tmp_path / "data")})
+        sections["tts"] = {"provider": "espeak", **sections.get("tts", {})}
         return Settings(**sections)
 
     return factory

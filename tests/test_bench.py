@@ -20,7 +20,8 @@ from bench.fakes import Latencies
 from bench.measure import process_tree, rss_bytes, run_timed
 from bench.media import dot_chart, make_script, photo
 from bench.render import render_once, summarize
-from bench.report import Section, write_results
+from bench.report import Section, speech_section, write_results
+from bench.speech import RenderRace, speech_rates
 from pipeline.aspect import Size
 from pipeline.config import VideoConfig
 from pipeline.events import JobDone, JobStarted, ProgressEvent, SceneEvent, Stage, Status
@@ -156,3 +157,21 @@ async def test_a_render_run_is_measured(tmp_path: Path) -> None:
     assert run.scenes == 2 and run.images == pytest.approx(0.4)
     assert 0 < run.lower_bound <= run.makespan
     assert 0 < run.efficiency <= 1
+
+
+async def test_speech_is_measured_for_espeak_and_piper(tmp_path: Path) -> None:
+    rates = await speech_rates(2, (20, 40), tmp_path)
+    assert [r.provider for r in rates] == ["espeak-ng", "Piper (joe, medium)"]
+    for rate in rates:
+        assert rate.scenes == 2 and rate.audio > 1 and rate.wall > 0 and rate.rate > 0
+        assert rate.cpu > 0 and rate.cpu_rate > 0
+    espeak, piper = rates
+    assert espeak.peak_rss == 0 and espeak.load == 0
+    assert piper.load > 0 and piper.peak_rss > 50 * 2**20  # the model is in that process
+    race = RenderRace(12, 3.0, last_narration=20.0, last_image_started=33.1, last_image=36.2,
+                      makespan=41.0)  # fmt: skip
+    section = speech_section(rates, race, "Settings: test.", "Measured now.")
+    assert race.ahead and "every narration done at 20.0 s" in section.markdown
+    assert "Piper (joe, medium)" in section.markdown and section.verdicts
+    late = speech_section(rates, RenderRace(12, 3.0, 40.0, 33.1, 36.2, 45.0), "", "")
+    assert "after the last image" in late.markdown

@@ -77,10 +77,16 @@ def test_a_bad_script_names_the_line_and_exits_2(tmp_path: Path) -> None:
 def test_a_failed_scene_exits_1_naming_scene_and_stage(tmp_path: Path) -> None:
     script = tmp_path / "s.md"
     script.write_text("## 1\nvoice: xx-nope\nHello.\n")
-    done = reelbot("render", str(script), "-o", str(tmp_path / "x.mp4"), data=tmp_path)
+    done = reelbot("render", str(script), "-o", str(tmp_path / "x.mp4"), data=tmp_path,
+                   REELBOT_TTS__PROVIDER="espeak")  # fmt: skip
     assert done.returncode == 1
     assert "scene 1, audio: espeak-ng has no voice named 'xx-nope'" in done.stderr
     assert "Traceback" not in done.stderr
+    # The default provider, Piper, names the voices it has.
+    done = reelbot("render", str(script), "-o", str(tmp_path / "x.mp4"), data=tmp_path)
+    assert done.returncode == 1
+    assert "scene 1, audio: Piper has no voice named 'xx-nope'" in done.stderr
+    assert "installed: en_US-joe-medium" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_doctor_reports_a_ready_machine(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.config import TTSConfig
+from pipeline.tts import default_voice
 from pipeline.errors import SceneFailed, ScriptError
 from pipeline.events import ProgressEvent, SceneEvent, Stage, Status
 from pipeline.plan import plan_render
@@ -45,10 +45,12 @@ async def render(settings: Any, out: Path, text: str = ONE) -> list[ProgressEven
 # ------------------------------------------------------------ voices
 
 
-def test_the_voice_defaults_per_provider() -> None:
-    assert TTSConfig().default_voice == "en-us"
-    assert TTSConfig(provider="openai").default_voice == "alloy"
-    assert TTSConfig(provider="openai", voice="af_bella").default_voice == "af_bella"
+def test_the_voice_defaults_per_provider(make_settings: SettingsFactory) -> None:
+    assert default_voice(make_settings(tts={"provider": "espeak"})) == "en-us"
+    assert default_voice(make_settings(tts={"provider": "openai"})) == "alloy"
+    assert default_voice(make_settings(tts={"provider": "kokoro"})) == "af_heart"
+    voice = make_settings(tts={"provider": "openai", "voice": "af_bella"})
+    assert default_voice(voice) == "af_bella"
 
 
 @pytest.mark.parametrize("flavour", ["kokoro", "openai"])

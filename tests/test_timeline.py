@@ -343,10 +343,10 @@ def test_cli_writes_the_timeline(tmp_path: Path) -> None:
 
 def test_cli_writes_the_timeline_of_a_failed_render(tmp_path: Path) -> None:
     failed = reelbot("render", str(ROOT / "examples" / "demo.md"), "-o", "x.mp4",
-                     "--voice", "no-such-voice-xx", "--timeline", "out/t.png",
+                     "--voice", "xx-no-such-voice", "--timeline", "out/t.png",
                      cwd=tmp_path, data_dir=tmp_path / "data")  # fmt: skip
     assert failed.returncode == 1
-    assert "no-such-voice-xx" in failed.stderr
+    assert "xx-no-such-voice" in failed.stderr
     assert not (tmp_path / "x.mp4").exists()
     assert png_size(tmp_path / "out" / "t.png") == (1600, timeline_height(4))
 
@@ -364,8 +364,8 @@ def test_cli_refuses_a_timeline_that_is_not_a_png(
 def test_a_timeline_that_cannot_be_written_does_not_change_the_outcome(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("not a folder")
     failed = reelbot("render", str(ROOT / "examples" / "demo.md"), "-o", "x.mp4",
-                     "--voice", "no-such-voice-xx", "--timeline", "a-file/t.png",
+                     "--voice", "xx-no-such-voice", "--timeline", "a-file/t.png",
                      cwd=tmp_path, data_dir=tmp_path / "data")  # fmt: skip
     assert failed.returncode == 1  # the render's failure, not the chart's
     assert "could not write the timeline a-file/t.png" in " ".join(failed.stderr.split())
-    assert "no-such-voice-xx" in failed.stderr
+    assert "xx-no-such-voice" in failed.stderr

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import logging
 import secrets
 from pathlib import Path
 from typing import Literal, cast
@@ -28,6 +29,8 @@ from pipeline.cache import ArtifactCache
 from pipeline.errors import MediaError, ReelbotError, ScriptError
 from pipeline.media import probe
 from pipeline.soundtrack import MUSIC_SUFFIXES
+from pipeline.tts.base import VoiceInfo
+from pipeline.tts.voices import VoiceCatalogue, list_voices_of, match_voices
 
 from ..answers import answer
 from ..app import ReelBot
@@ -46,9 +49,12 @@ OTHER_AUDIO_TYPES = frozenset(
     {"application/ogg", "video/ogg", "video/mp4", "application/octet-stream"}
 )
 MODAL_MAX_CHARS = 4000  # Discord's limit for one text input
+VOICE_MAX_CHARS = 60  # the longest `voice:` the command takes
+AUTOCOMPLETE_SECONDS = 2.0  # Discord waits 3 s for the choices
 PLACEHOLDER = "# My video\n## Scene 1\nimage: a lighthouse at dusk\nWhat the narrator says."
 
 Interaction = discord.Interaction[ReelBot]
+log = logging.getLogger(__name__)
 
 
 class ScriptModal(discord.ui.Modal, title="Paste your script"):
@@ -81,13 +87,15 @@ class ScriptModal(discord.ui.Modal, title="Paste your script"):
 class RenderCog(commands.Cog):
     def __init__(self, bot: ReelBot) -> None:
         self.bot = bot
+        # The voices `/render voice:` suggests: the speech provider's list, kept a while.
+        self.voices = VoiceCatalogue(lambda: list_voices_of(bot.runner.tts))
 
     @app_commands.command(name="render", description="Turn a script into a narrated video")
     @app_commands.describe(
         script="The script as a file: .md, .txt or .json (leave it out to paste the script)",
         title="The video's title (default: the script's own)",
         aspect="Frame shape (default: the script's, else the server's)",
-        voice="Narration voice for every scene (default: the script's)",
+        voice="Narration voice for every scene (default: the script's); start typing to pick",
         review="Approve each scene's image before the video is made",
         captions="Burn captions into the video (default: on for 9:16, else off)",
         music="Background music: an mp3, m4a, aac, ogg, opus, flac or wav file",
@@ -102,7 +110,7 @@ class RenderCog(commands.Cog):
         script: discord.Attachment | None = None,
         title: app_commands.Range[str, 1, 100] | None = None,
         aspect: Literal["9:16", "16:9", "1:1"] | None = None,
-        voice: app_commands.Range[str, 1, 60] | None = None,
+        voice: app_commands.Range[str, 1, VOICE_MAX_CHARS] | None = None,
         review: bool = False,
         captions: bool | None = None,
         music: discord.Attachment | None = None,
@@ -123,6 +131,23 @@ class RenderCog(commands.Cog):
         await interaction.response.defer(ephemeral=True, thinking=True)
         text = _decode(await script.read())
         await self.queue_render(interaction, text, script.filename, options, music)
+
+    @render.autocomplete("voice")
+    async def voice_choices(
+        self, interaction: Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        """The provider's voices matching what is typed (at most 25), within Discord's 3 s."""
+        try:
+            async with asyncio.timeout(AUTOCOMPLETE_SECONDS):
+                voices = await self.voices.voices()
+        except (TimeoutError, ReelbotError) as exc:
+            log.warning("no voices to suggest: %s", exc or "the list took too long")
+            return []
+        return [
+            app_commands.Choice(name=_choice_name(v), value=v.id)
+            for v in match_voices(voices, current)
+            if len(v.id) <= VOICE_MAX_CHARS
+        ]
 
     def _check_attachment(self, attachment: discord.Attachment) -> None:
         if not attachment.filename.lower().endswith(SCRIPT_EXTENSIONS):
@@ -222,6 +247,11 @@ class RenderCog(commands.Cog):
                 "edit its prompt); the video is made once every scene is approved."
             )
         return text
+
+
+def _choice_name(voice: VoiceInfo) -> str:
+    name = f"{voice.id} · {voice.label}"
+    return name if len(name) <= 100 else name[:99] + "…"
 
 
 def save_music(data: bytes, cache: ArtifactCache, suffix: str) -> tuple[Path, bool]:

@@ -1,6 +1,7 @@
 """Speak text with libespeak-ng and report where every word starts (a helper process).
 
     python -I _espeak_words.py VOICE WPM OUT.wav < text
+    python -I _espeak_words.py --resolve VOICE...
 
 The espeak-ng command line cannot report word positions, but the library it wraps can: its
 synthesis callback receives `espeakEVENT_WORD` events carrying each word's character position
@@ -8,6 +9,14 @@ and its sample index in the output. This script drives the library exactly like 
 `espeak-ng -v VOICE -s WPM -w OUT.wav` command does (same flags, same WAV samples), writes the
 WAV, and prints `{"rate": Hz, "samples": N, "words": [[char, length, sample], ...]}` on stdout
 (characters counted from 0).
+
+A voice is chosen the way the `espeak-ng -v VOICE` command chooses it (src/espeak-ng.c):
+`espeak_SetVoiceByName` (a voice name, a voice file such as `gmw/en-GB-x-rp`, or the last part
+of one), and when that fails `espeak_SetVoiceByProperties` with VOICE as the language (`fr`,
+`zh`, `en-gb`). Two additions: a name as `espeak-ng --voices` prints it (spaces shown as `_`)
+is accepted, and a `+variant` suffix is kept when the voice was found by its language. A
+variant alone (`!v/...`, no language) is not a voice. `--resolve` prints, for each VOICE, the
+voice chosen as JSON (`{"name", "language", "identifier"}`, or null when there is none).
 
 It runs as its own process, not in the caller's: the library keeps global state, and a
 process can be killed when a render is cancelled. It only uses the standard library, so it
@@ -56,6 +65,21 @@ class _Event(ctypes.Structure):
     ]
 
 
+class _Voice(ctypes.Structure):
+    # espeak_VOICE from speak_lib.h; `languages` is a priority byte then a language, repeated.
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("languages", ctypes.c_char_p),
+        ("identifier", ctypes.c_char_p),
+        ("gender", ctypes.c_ubyte),
+        ("age", ctypes.c_ubyte),
+        ("variant", ctypes.c_ubyte),
+        ("xx1", ctypes.c_ubyte),
+        ("score", ctypes.c_int),
+        ("spare", ctypes.c_void_p),
+    ]
+
+
 _Callback = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event)
 )
@@ -65,7 +89,8 @@ def load_library() -> Any:
     return ctypes.CDLL(LIBRARY)
 
 
-def speak(voice: str, wpm: int, text: str, out: str) -> dict[str, Any]:
+def initialise() -> tuple[Any, int]:
+    """The library, set up as the command sets it up; and its sample rate."""
     try:
         lib = load_library()
     except OSError as exc:
@@ -73,6 +98,10 @@ def speak(voice: str, wpm: int, text: str, out: str) -> dict[str, Any]:
         raise SystemExit(3) from None
     lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
     lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+    lib.espeak_SetVoiceByProperties.argtypes = [ctypes.POINTER(_Voice)]
+    lib.espeak_GetCurrentVoice.restype = ctypes.POINTER(_Voice)
+    lib.espeak_ListVoices.argtypes = [ctypes.c_void_p]
+    lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_Voice))
     lib.espeak_Synth.argtypes = [
         ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
         ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
@@ -81,7 +110,70 @@ def speak(voice: str, wpm: int, text: str, out: str) -> dict[str, Any]:
     if rate <= 0:
         print("libespeak-ng could not be initialised", file=sys.stderr)
         raise SystemExit(4)
-    if lib.espeak_SetVoiceByName(voice.encode("utf-8")) != 0:
+    return lib, rate
+
+
+def set_voice(lib: Any, voice: str) -> dict[str, str] | None:
+    """Choose `voice` as the espeak-ng command does; the voice chosen, or None."""
+    base, plus, variant = voice.strip().partition("+")
+    if not base or len(voice.encode("utf-8")) >= 40:  # the library's name buffers hold 40
+        return None
+    names = [voice.strip()]
+    if "_" in base:  # "English_(Great_Britain)", as `espeak-ng --voices` prints the name
+        names.append(base.replace("_", " ") + plus + variant)
+    if any(lib.espeak_SetVoiceByName(n.encode("utf-8")) == 0 for n in names):
+        return _current_voice(lib)
+    selector = _Voice()
+    selector.languages = base.encode("utf-8")
+    if lib.espeak_SetVoiceByProperties(ctypes.byref(selector)) != 0:
+        # The command stops here; a few listed voices (`chr-US-Qaaa-x-west`, `Cherokee_`) are
+        # only reachable by their file. Find them in the list, as printed, and use the file.
+        identifier = _listed_identifier(lib, base)
+        if identifier is None or lib.espeak_SetVoiceByName(identifier.encode("utf-8")) != 0:
+            return None
+    chosen = _current_voice(lib)
+    # By properties the command drops the variant; keep it, on the voice just found.
+    with_variant = f"{chosen['identifier']}+{variant}" if chosen and variant else ""
+    if with_variant and lib.espeak_SetVoiceByName(with_variant.encode("utf-8")) != 0:
+        return None
+    return chosen
+
+
+def _listed_identifier(lib: Any, spelling: str) -> str | None:
+    """The voice file of the listed voice whose language or name is `spelling` (any case)."""
+    wanted = spelling.replace("_", " ").strip().casefold()
+    voices = lib.espeak_ListVoices(None)
+    i = 0
+    while voices and voices[i]:
+        voice = voices[i].contents
+        i += 1
+        name = (voice.name or b"").decode("utf-8", "replace").replace("_", " ").strip().casefold()
+        # c_char_p stops at the first NUL: the priority byte and the voice's own language.
+        language = (voice.languages or b"")[1:].decode("utf-8", "replace").casefold()
+        if voice.identifier and wanted in (name, language):
+            return str(voice.identifier.decode("utf-8", "replace"))
+    return None
+
+
+def _current_voice(lib: Any) -> dict[str, str] | None:
+    current = lib.espeak_GetCurrentVoice()
+    if not current:
+        return None
+    voice = current.contents
+    languages = voice.languages or b""
+    language = languages[1:].split(b"\0", 1)[0].decode("utf-8", "replace")
+    if not language:  # a variant file (`!v/...`): it changes a voice, it is not one
+        return None
+    return {
+        "name": (voice.name or b"").decode("utf-8", "replace"),
+        "language": language,
+        "identifier": (voice.identifier or b"").decode("utf-8", "replace"),
+    }
+
+
+def speak(voice: str, wpm: int, text: str, out: str) -> dict[str, Any]:
+    lib, rate = initialise()
+    if set_voice(lib, voice) is None:
         print(f"unknown voice {voice!r}", file=sys.stderr)
         raise SystemExit(2)
     lib.espeak_SetParameter(ESPEAK_RATE, wpm, 0)
@@ -130,8 +222,12 @@ def _little_endian(samples: bytearray) -> bytes:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--resolve"]:
+        lib, _ = initialise()
+        json.dump([set_voice(lib, voice) for voice in argv[1:]], sys.stdout)
+        return 0
     if len(argv) != 3:
-        print(__doc__.split("\n\n")[1].strip(), file=sys.stderr)
+        print(__doc__.split("\n\n")[1].rstrip(), file=sys.stderr)
         return 64
     voice, wpm, out = argv
     text = sys.stdin.buffer.read().decode("utf-8")

@@ -20,6 +20,7 @@ from tests.fakes.discord_models import (
 
 INTERACTION_APPLICATION_COMMAND = 2
 INTERACTION_COMPONENT = 3
+INTERACTION_AUTOCOMPLETE = 4
 INTERACTION_MODAL_SUBMIT = 5
 
 OPTION_SUB_COMMAND = 1
@@ -89,17 +90,35 @@ class OptionBuilder:
         self.resolved: dict[str, dict[str, JSON]] = {}
         self.attachments: list[AttachmentSpec] = []
 
-    def build(self, schema: list[JSON], path: list[str], values: Mapping[str, Any]) -> list[JSON]:
+    def build(
+        self,
+        schema: list[JSON],
+        path: list[str],
+        values: Mapping[str, Any],
+        focused: str | None = None,
+    ) -> list[JSON]:
+        """``focused``: an autocomplete's option being typed (its value is the partial text,
+        sent as a string whatever its type; required options may still be missing)."""
         if path:
             sub = _find_option(schema, path[0], (OPTION_SUB_COMMAND, OPTION_SUB_COMMAND_GROUP))
-            inner = self.build(sub.get("options", []), path[1:], values)
+            inner = self.build(sub.get("options", []), path[1:], values, focused)
             return [{"name": sub["name"], "type": sub["type"], "options": inner}]
         options: list[JSON] = []
         for name, value in values.items():
             declared = _find_option(schema, name, None)
+            if name == focused:
+                if not declared.get("autocomplete"):
+                    raise ValueError(f"option {name!r} was not declared with autocomplete")
+                options.append({"name": name, "type": declared["type"], "value": str(value),
+                                "focused": True})  # fmt: skip
+                continue
             options.append(
                 {"name": name, "type": declared["type"], "value": self._value(declared, value)}
             )
+        if focused is not None:
+            if focused not in values:
+                raise ValueError(f"the focused option {focused!r} needs a (partial) value")
+            return options
         missing = [o["name"] for o in schema if o.get("required") and o["name"] not in values]
         if missing:
             raise ValueError(f"required option(s) missing: {missing}")

@@ -26,6 +26,7 @@ from tests.fakes.discord_context import ContextResolver, has_custom_id
 from tests.fakes.discord_gateway import GatewayHub
 from tests.fakes.discord_interactions import (
     INTERACTION_APPLICATION_COMMAND,
+    INTERACTION_AUTOCOMPLETE,
     INTERACTION_COMPONENT,
     INTERACTION_MODAL_SUBMIT,
     InteractionContext,
@@ -341,6 +342,38 @@ class FakeDiscord(Service):
         for attachment in builder.attachments:
             self._serve_attachment(channel_id, attachment)
         return await self._inject(INTERACTION_APPLICATION_COMMAND, ctx, data)
+
+    async def send_autocomplete(
+        self,
+        command: str,
+        options: Mapping[str, Any],
+        focused: str,
+        **where: Any,
+    ) -> InjectedInteraction:
+        """Dispatch an autocomplete interaction (type 4): the user is typing ``focused``
+        (``options[focused]`` is the partial text) while filling ``command``. The bot answers
+        with callback type 8 (``{"choices": [...]}``), checked as Discord checks it."""
+        name, *path = command.split()
+        ctx = self._where.resolve(**where)
+        found = self.state.synced_command(name, ctx.guild.id)
+        if found is None:
+            raise LookupError(f"/{name} was never synced (synced: {self.state.commands})")
+        schema, scope = found
+        channel_id = int(ctx.channel["id"])
+        builder = OptionBuilder(
+            ctx.guild, lambda a: self._messages.cdn_urls(channel_id, a.id, a.filename)
+        )
+        data: JSON = {
+            "id": schema["id"],
+            "name": name,
+            "type": 1,
+            "options": builder.build(schema.get("options", []), path, options, focused),
+        }
+        if builder.resolved:
+            data["resolved"] = builder.resolved
+        if scope is not None:
+            data["guild_id"] = str(scope)
+        return await self._inject(INTERACTION_AUTOCOMPLETE, ctx, data)
 
     async def submit_modal(
         self,

@@ -21,6 +21,8 @@ CALLBACK_MESSAGE = 4
 CALLBACK_DEFERRED_MESSAGE = 5
 CALLBACK_DEFERRED_UPDATE = 6
 CALLBACK_UPDATE_MESSAGE = 7
+CALLBACK_AUTOCOMPLETE_RESULT = 8
+INTERACTION_AUTOCOMPLETE = 4
 KNOWN_CALLBACK_TYPES = frozenset({1, 4, 5, 6, 7, 8, 9, 10, 12})
 
 
@@ -46,6 +48,11 @@ class InteractionRoutes:
         body = await read_body(request)
         callback_type = int(body.payload.get("type", 0))
         if callback_type not in KNOWN_CALLBACK_TYPES:
+            raise ApiError(400, "Invalid Form Body", 50035)
+        # An autocomplete is answered with choices (type 8), and only an autocomplete is.
+        if (callback_type == CALLBACK_AUTOCOMPLETE_RESULT) != (
+            interaction.type == INTERACTION_AUTOCOMPLETE
+        ) or not _valid_choices(callback_type, body.payload.get("data")):
             raise ApiError(400, "Invalid Form Body", 50035)
         message = await self._apply_callback(interaction, callback_type, body)
         uploads = message.revisions[-1].uploads if message is not None else []
@@ -133,6 +140,24 @@ class InteractionRoutes:
 
     async def del_hook_msg(self, request: web.Request) -> web.Response:
         return await self.api.delete_message(self._hook_message(request)[1])
+
+
+def _valid_choices(callback_type: int, data: object) -> bool:
+    """Discord's rules for an autocomplete result: 0-25 choices, each a name of 1-100
+    characters and a string value of at most 100."""
+    if callback_type != CALLBACK_AUTOCOMPLETE_RESULT:
+        return True
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not isinstance(choices, list) or len(choices) > 25:
+        return False
+    return all(
+        isinstance(c, dict)
+        and isinstance(c.get("name"), str)
+        and 1 <= len(c["name"]) <= 100
+        and isinstance(c.get("value"), str | int | float)
+        and len(str(c["value"])) <= 100
+        for c in choices
+    )
 
 
 def _keep_ephemeral_flag(body: RequestBody, original_flags: int) -> RequestBody:
