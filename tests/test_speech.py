@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from pipeline.tts import default_voice
 from pipeline.errors import SceneFailed, ScriptError
 from pipeline.events import ProgressEvent, SceneEvent, Stage, Status
 from pipeline.plan import plan_render
 from pipeline.render import render_plan
 from pipeline.script import parse_script
+from pipeline.tts import default_voice
 from pipeline.tts.openai import takes_instructions, with_true_sizes
 from tests.fakes.audio import make_wav, streamed_wav, wav_duration
 from tests.fakes.speech import FakeSpeech
