@@ -170,4 +170,4 @@ async def test_reelbot_voices_lists_each_providers_voices(tmp_path: Path) -> Non
     code, out, err = await reelbot_voices(tmp_path, REELBOT_TTS__PROVIDER="kokoro",
                                           REELBOT_TTS__BASE_URL="http://127.0.0.1:9/v1",
                                           REELBOT_TTS__MAX_ATTEMPTS="1")  # fmt: skip
-    assert code == 2 and "could not be reached" in err and "Traceback" not in err
+    assert code == 1 and "could not be reached" in err and "Traceback" not in err

@@ -17,7 +17,8 @@ from pipeline.plan import plan_render
 from pipeline.render import render_plan
 from pipeline.script import parse_script
 from pipeline.tts import default_voice
-from pipeline.tts.openai import takes_instructions, with_true_sizes
+from pipeline.tts.openai import takes_instructions
+from pipeline.tts.wav import repair_wav
 from tests.fakes.audio import make_wav, streamed_wav, wav_duration
 from tests.fakes.speech import FakeSpeech
 
@@ -148,10 +149,10 @@ async def test_streamed_wav_is_measured_by_its_bytes(
 
 def test_true_sizes_are_written_into_a_streamed_header() -> None:
     streamed = streamed_wav(1.5)
-    fixed = with_true_sizes(streamed)
+    fixed = repair_wav(streamed)
     assert struct.unpack_from("<I", fixed, 4)[0] == len(fixed) - 8
     assert struct.unpack_from("<I", fixed, 40)[0] == len(fixed) - 44
     assert fixed == make_wav(1.5)
     assert wav_duration(fixed) == wav_duration(streamed) == pytest.approx(1.5)
     with pytest.raises(ValueError, match="not a WAV file"):
-        with_true_sizes(b"ID3\x04mp3 bytes")
+        repair_wav(b"ID3\x04mp3 bytes")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import struct
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,9 @@ import httpx
 from ..config import TTSConfig
 from ..errors import ReelbotError, TTSError
 from .espeak import EspeakTTS
+from .wav import repair_wav
 
-__all__ = ["OpenAISpeechTTS", "takes_instructions", "with_true_sizes"]
+__all__ = ["OpenAISpeechTTS", "takes_instructions"]
 
 log = logging.getLogger(__name__)
 # The shape of an espeak-ng voice (a language tag, maybe with a variant: en, en-us, en-gb-x-rp,
@@ -85,7 +85,7 @@ class OpenAISpeechTTS:
             else:
                 if response.status_code == 200:
                     try:
-                        out.write_bytes(with_true_sizes(response.content))
+                        out.write_bytes(repair_wav(response.content))
                     except ValueError as exc:
                         raise TTSError(f"{where} answered {exc}", retryable=True) from None
                     return
@@ -106,27 +106,6 @@ class OpenAISpeechTTS:
                 return await self._espeak.knows_voice(voice)
         except ReelbotError:  # espeak-ng is not installed: nothing to confuse it with
             return False
-
-
-def with_true_sizes(wav: bytes) -> bytes:
-    """A RIFF/WAVE file with its RIFF and data chunk sizes set to what the bytes hold.
-
-    A streamed answer says 0xFFFFFFFF for both (unknown when the header was sent); anything
-    that reads the header (not every tool scans to the end) would take it for hours of sound.
-    Raises ValueError for bytes that are not a WAV file."""
-    if len(wav) < 12 or wav[:4] != b"RIFF" or wav[8:12] != b"WAVE":
-        raise ValueError("something that is not a WAV file")
-    fixed = bytearray(wav)
-    struct.pack_into("<I", fixed, 4, len(wav) - 8)
-    offset = 12
-    while offset + 8 <= len(wav):
-        chunk, size = wav[offset : offset + 4], struct.unpack_from("<I", wav, offset + 4)[0]
-        body = offset + 8
-        if chunk == b"data":
-            struct.pack_into("<I", fixed, offset + 4, min(size, len(wav) - body))
-            return bytes(fixed)
-        offset = body + size + (size & 1)  # chunks are padded to an even length
-    raise ValueError("a WAV file without sound (no data chunk)")
 
 
 def _reason(response: httpx.Response) -> str:

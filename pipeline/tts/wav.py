@@ -13,7 +13,7 @@ def repair_wav(data: bytes) -> bytes:
     """`data` with its RIFF and data chunk sizes set from its real length; ValueError when it
     is not a PCM WAV file."""
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        raise ValueError("not a WAV file")
+        raise ValueError("something that is not a WAV file")
     out = bytearray(data)
     pos = 12
     while pos + 8 <= len(out):
@@ -27,6 +27,6 @@ def repair_wav(data: bytes) -> bytes:
             break
         pos = body + size + (size & 1)
     else:
-        raise ValueError("the WAV file has no data chunk")
+        raise ValueError("a WAV file without sound (no data chunk)")
     struct.pack_into("<I", out, 4, len(out) - 8)
     return bytes(out)
