@@ -97,7 +97,7 @@ async def test_a_bad_image_answer_is_retried_and_never_cached(
     ("bad", "words"),
     [
         ("tiny", "the image is 1×1 px; at least 64 px a side is needed"),
-        ("html", "answered without an image"),
+        ("html", "answered without an image (the answer is not JSON)"),
         ("not-an-image", "the image is not a picture (440 bytes of something else)"),
         ("oversize", "the image is 4160×64 px; at most 4096 px a side is accepted"),
     ],
@@ -110,7 +110,9 @@ async def test_a_server_that_keeps_answering_badly_fails_clearly_and_is_asked_ag
         with pytest.raises(SceneFailed) as caught:
             await render(settings, tmp_path / "v.mp4", ONE_SCENE)
         message = str(caught.value)
-        assert message.startswith("scene 1, image: Together.ai sent an unusable answer (")
+        assert message.startswith("scene 1, image: Together.ai ")
+        # Not JSON is no answer at all; JSON with a bad picture in it is an unusable one.
+        assert ("sent an unusable answer (" in message) == (bad != "html")
         assert words in message and "gave up after 3 attempts" in message
         assert len(fake.requests) == 3
         assert cached(settings, "image") == []  # nothing bad was kept
