@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Generic, TypeVar
 
+import aiohttp
 import discord
 
 from pipeline.events import JobFailed, Stage, Status
@@ -455,6 +456,9 @@ class EditCoalescer(Generic[T]):
                 self._last_draw = self._clock()
                 try:
                     await self._draw(state)  # type: ignore[arg-type]
+                except (aiohttp.ClientError, OSError) as exc:  # the connection, not a bug
+                    log.warning("%s: drawing failed (%s); the next state will try again",
+                                self.name, exc or type(exc).__name__)  # fmt: skip
                 except Exception:
                     log.exception("%s: drawing failed; the next state will try again", self.name)
                 finally:

@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import discord
 import pytest
 
@@ -189,6 +190,27 @@ async def test_a_failed_draw_does_not_stop_the_next_ones() -> None:
     coalescer.update("good")
     await coalescer.close("final")
     assert drawn[-1] == "final" and "bad" not in drawn
+
+
+async def test_a_draw_cut_off_by_the_connection_is_a_warning_without_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A shutdown can close the HTTP session under an edit in flight: not a bug to log in full."""
+    drawn: list[str] = []
+
+    async def draw(state: str) -> None:
+        if state == "cut":
+            raise aiohttp.ServerDisconnectedError()
+        drawn.append(state)
+
+    coalescer = EditCoalescer(draw, interval=0.05, name="progress-job-1")
+    coalescer.update("cut")
+    await coalescer.wait_drawn()
+    await coalescer.close("final")
+    assert drawn == ["final"]
+    [record] = [r for r in caplog.records if r.name == "bot.progress_message"]
+    assert record.levelname == "WARNING" and record.exc_info is None
+    assert "progress-job-1: drawing failed (Server disconnected)" in record.getMessage()
 
 
 # ------------------------------------------------------------ the Discord message
