@@ -56,14 +56,16 @@ async def render(settings: Any, out: Path, text: str = TWO) -> list[ProgressEven
 
 
 def image_paths(events: list[ProgressEvent]) -> list[Path]:
-    return [
-        e.path
+    """Each scene's picture, in scene order (cached scenes may report in any order)."""
+    found = {
+        e.scene: e.path
         for e in events
         if isinstance(e, SceneEvent)
         and e.stage is Stage.IMAGE
         and e.status in (Status.DONE, Status.CACHED)
         and e.path is not None
-    ]
+    }
+    return [found[scene] for scene in sorted(found)]
 
 
 # ------------------------------------------------------------ what comes back
