@@ -28,7 +28,7 @@ from bot.store import Job, JobOptions, NewScene, Store
 from pipeline.events import JobFailed, JobStarted, RetryWait, SceneEvent, Stage, Status
 from pipeline.progress import RenderProgress
 from tests.botproc import scene_rows
-from tests.fakes.discord_server import FakeDiscord, GuildSpec, Revision
+from tests.fakes.discord import FakeDiscord, GuildSpec, Revision
 
 S = Status
 

@@ -9,9 +9,10 @@ Usage::
         handle = await fake.send_slash_command("echo", {"file": AttachmentSpec("a.txt", b"hi")})
         response = await handle.wait_response()
 
-The pieces live in ``tests/fakes/discord_*.py``: models (specs + payloads), state
-(recordings + waiting), gateway, messages, rest (plumbing), routes (handlers) and
-interactions (INTERACTION_CREATE builders).
+The pieces live beside it in ``tests/fakes/discord/``: models (specs + payloads), state
+(recordings + waiting), gateway, messages, rest (plumbing), routes (handlers), webhooks
+(interaction callbacks and followups), context (where an interaction happens) and
+interactions (INTERACTION_CREATE builders). Its scope: README.md.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from tests.fakes.discord_context import ContextResolver, has_custom_id
-from tests.fakes.discord_gateway import GatewayHub
-from tests.fakes.discord_interactions import (
+from tests.fakes.server import Service
+
+from .context import ContextResolver, has_custom_id
+from .gateway import GatewayHub
+from .interactions import (
     INTERACTION_APPLICATION_COMMAND,
     INTERACTION_AUTOCOMPLETE,
     INTERACTION_COMPONENT,
@@ -34,51 +37,29 @@ from tests.fakes.discord_interactions import (
     base_interaction,
     modal_submit_components,
 )
-from tests.fakes.discord_messages import Knobs, MessageStore, RequestBody
-from tests.fakes.discord_models import (
+from .messages import Knobs, MessageStore, RequestBody
+from .models import (
     JSON,
     AttachmentSpec,
     ChannelSpec,
-    ChannelType,
     GuildSpec,
     MemberSpec,
-    Perm,
-    RoleSpec,
     UserSpec,
 )
-from tests.fakes.discord_rest import RestApi
-from tests.fakes.discord_routes import Routes
-from tests.fakes.discord_state import (
+from .rest import RestApi
+from .routes import Routes
+from .state import (
     CallbackRecord,
     DiscordState,
     Fault,
     InjectedInteraction,
     RecordedMessage,
     RequestRecord,
-    Revision,
     ThreadRecord,
     Upload,
 )
-from tests.fakes.server import Service
 
-__all__ = [
-    "AttachmentSpec",
-    "CallbackRecord",
-    "ChannelSpec",
-    "ChannelType",
-    "FakeDiscord",
-    "GuildSpec",
-    "InjectedInteraction",
-    "MemberSpec",
-    "Perm",
-    "RecordedMessage",
-    "RequestRecord",
-    "Revision",
-    "RoleSpec",
-    "ThreadRecord",
-    "Upload",
-    "UserSpec",
-]
+__all__ = ["FakeDiscord"]
 
 R = TypeVar("R")
 DEFAULT_TOKEN = "fake-bot-token"
