@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from bot.config import BotSettings
-from bot.store import JobState, Store, StoreUnreadable
+from bot.errors import StoreUnreadable
+from bot.store import JobState, Store
 from tests.botproc import bot_env
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.together import FakeTogether

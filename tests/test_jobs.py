@@ -10,8 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
+from bot.admission import JobRequest
 from bot.config import BotSettings
-from bot.jobs import JobRequest, JobRunner, QueueFull, UserLimitReached
+from bot.errors import QueueFull, UserLimitReached
+from bot.jobs import JobRunner
 from bot.store import Job, JobOptions, JobState, Store
 from pipeline.events import ProgressEvent, SceneEvent, Stage, Status
 from pipeline.render import RenderResult
@@ -43,6 +45,9 @@ class RecordingObserver:
         self.outcome: str | None = None
         self.done = asyncio.Event()
 
+    def queued(self, job: Job) -> None:
+        self.outcome = "queued"
+
     async def started(self, job: Job) -> None:
         self.outcome = "started"
 
@@ -58,7 +63,7 @@ class RecordingObserver:
         self.outcome, self.reason = "failed", reason
         self.done.set()
 
-    async def cancelled(self, job: Job) -> None:
+    async def cancelled(self, job: Job, by: int | None) -> None:
         self.outcome = "cancelled"
         self.done.set()
 
