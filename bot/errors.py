@@ -3,6 +3,7 @@
     ReelbotError (pipeline)        `str(error)` is written for the person who asked
      ├── JobNotFound               no such job on this server: never made, forgotten, or another
      │                             server's ("job not found" is raised this one way)
+     ├── JobTimedOut               a run went past `[queue] job_timeout` and was stopped
      ├── ReviewRefused             a review click that cannot act now; says why, and what to do
      ├── AdmissionRefused          a limit said no; `retry_after` is the seconds until it may not
      │    ├── QueueFull            `[queue] max_total`
@@ -26,10 +27,13 @@ from discord import app_commands
 
 from pipeline.errors import ReelbotError
 
+from .text import format_duration
+
 __all__ = [
     "AdmissionRefused",
     "ImageBudgetSpent",
     "JobNotFound",
+    "JobTimedOut",
     "QueueFull",
     "RateLimited",
     "Refusal",
@@ -49,6 +53,18 @@ class JobNotFound(ReelbotError):
     def __init__(self, job_id: int) -> None:
         self.job_id = job_id
         super().__init__(f"there is no job #{job_id} on this server (it may have been forgotten)")
+
+
+class JobTimedOut(ReelbotError):
+    """A run of the job went past `[queue] job_timeout`; it was stopped, as arq's `run_job`
+    stops a job past its timeout. Time spent waiting for review is not a run."""
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        super().__init__(
+            f"the render ran longer than {format_duration(limit)}, the limit for one job "
+            "([queue] job_timeout), and was stopped"
+        )
 
 
 class ReviewRefused(ReelbotError):

@@ -1,8 +1,10 @@
 """The render queue: jobs persisted in the store, run a few at a time, resumed after a restart.
 
-Modelled on arq's `run_job`: each job is its own task, removed from the task table in
-`finally`; a cancellation is sorted by cause (the user's cancel → `cancelled`; shutdown →
-back to `queued`, to be resumed); the final state write is shielded.
+Modelled on arq's `run_job`: each job is its own task under `[queue] job_timeout`, removed from
+the task table in `finally`; a run past the timeout is stopped and fails saying so; a
+cancellation is sorted by cause (the user's cancel → `cancelled`; shutdown → back to `queued`,
+to be resumed); the final state write is shielded. A job waiting for review has no task: it is
+not running, and its wait does not count towards the timeout.
 
 The runner tells a front end about a job through its `JobObserver` (`bot/presenter.py` for
 Discord): queued (submitted, or found in the queue at start), started, each progress event,
@@ -62,7 +64,7 @@ from pipeline.tts import close_tts, make_tts
 
 from .admission import Admission, JobRequest
 from .config import BotSettings
-from .errors import JobNotFound, ReviewRefused
+from .errors import JobNotFound, JobTimedOut, ReviewRefused
 from .outputs import job_video, remove_outputs
 from .retention import ForgetHook, ForgottenJob, Retention
 from .store import Job, JobOptions, JobState, NewScene, SceneRecord, Store
@@ -455,19 +457,22 @@ class JobRunner:
         )
 
     async def _run(self, job: Job) -> None:
-        """One run of a job, as arq's `run_job`: its outcome recorded (shielded) and told to
-        its observer, its cancellation sorted by cause."""
+        """One run of a job, as arq's `run_job`: under `[queue] job_timeout`, its outcome
+        recorded (shielded) and told to its observer, its cancellation sorted by cause."""
         observer: JobObserver | None = None
         recorder = _ArtifactRecorder(self.store, job.id)
         meter = ImageMeter(self.store, job, clock=self.clock)
         admitted_by = self.clock()  # the admissions this run covers were made before now
+        limit = self.settings.queue.job_timeout
+        deadline: asyncio.Timeout | None = None
         shutdown = False
         try:
             await self.store.set_state(job.id, JobState.RUNNING)
             job = await self.store.job(job.id)
             observer = self.observer_for(job)
             await _quietly(observer.started(job))
-            await self._render_and_deliver(job, observer, recorder, meter)
+            async with asyncio.timeout(limit) as deadline:
+                await self._render_and_deliver(job, observer, recorder, meter)
         except asyncio.CancelledError:
             await recorder.flush()
             if job.id in self._cancelled_by:
@@ -480,7 +485,10 @@ class JobRunner:
             await self._finish(job.id, JobState.QUEUED)  # shutdown: resume on the next start
             raise
         except Exception as exc:
-            await self._failed(job.id, observer, recorder, exc)
+            timed_out = (
+                isinstance(exc, TimeoutError) and deadline is not None and deadline.expired()
+            )
+            await self._failed(job.id, observer, recorder, JobTimedOut(limit) if timed_out else exc)
         finally:
             await meter.flush()
             if not shutdown:  # the run is over: what it reserved is now what it requested
@@ -590,6 +598,8 @@ class _ArtifactRecorder:
 def _failure(error: ReelbotError, events: Sequence[ProgressEvent]) -> str:
     """For the operator's log: the scene and stage that failed, and why, in one line."""
     failed = next((e for e in reversed(events) if isinstance(e, JobFailed)), None)
+    if isinstance(error, JobTimedOut):
+        return str(error)
     if isinstance(error, SceneFailed):
         cause = error.cause
         reason = str(cause) if isinstance(cause, ReelbotError) else "an unexpected error (above)"
