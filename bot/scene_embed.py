@@ -11,16 +11,9 @@ import discord
 
 from .store import Job, SceneRecord
 
-__all__ = [
-    "STORYBOARD_FILENAME",
-    "replaced_embed",
-    "replaced_text",
-    "scene_embed",
-    "scene_filename",
-    "storyboard_embed",
-]
+__all__ = ["STORYBOARD_FILE", "replaced", "scene_embed", "scene_filename", "storyboard_embed"]
 
-STORYBOARD_FILENAME = "storyboard.jpg"
+STORYBOARD_FILE = "storyboard.jpg"  # its file name in the message
 
 
 def scene_filename(scene: int, version: int, suffix: str = ".png") -> str:
@@ -47,11 +40,12 @@ def scene_embed(job: Job, record: SceneRecord, *, filename: str) -> discord.Embe
     return embed
 
 
-def replaced_embed(
-    shown: Sequence[discord.Embed], scene: int, old: int | None, image: str | None
-) -> discord.Embed:
+def replaced(
+    shown: Sequence[discord.Embed], scene: int, old: int | None, new: int, image: str | None
+) -> tuple[str, discord.Embed]:
     """The version a scene message showed (`shown`: its embeds), kept as a reply to it before
-    it is replaced: its prompt and seed, without the review state, with its own `image`."""
+    version `new` replaces it: its prompt and seed, without the review state, with its own
+    `image`. The reply's text and embed."""
     embed = shown[0].copy() if shown else discord.Embed()
     embed.title = f"Scene {scene} · version {old or 1} (replaced)"
     for index in reversed(range(len(embed.fields))):
@@ -59,21 +53,18 @@ def replaced_embed(
             embed.remove_field(index)
     if image is not None:
         embed.set_image(url=f"attachment://{image}")
-    return embed
-
-
-def replaced_text(scene: int, old: int | None, new: int) -> str:
-    return (
+    text = (
         f"Scene {scene}, version {old or 1}: replaced by version {new} (the message this "
         "replies to)."
     )
+    return text, embed
 
 
 def storyboard_embed(count: int, *, updated: bool) -> discord.Embed:
-    """The storyboard: every scene's image on one numbered sheet (`STORYBOARD_FILENAME`)."""
+    """The storyboard: every scene's image on one numbered sheet (`STORYBOARD_FILE`)."""
     embed = discord.Embed(
         title="Storyboard (updated)" if updated else "Storyboard",
         description=f"All {count} scenes, in order: left to right, top to bottom.",
     )
-    embed.set_image(url=f"attachment://{STORYBOARD_FILENAME}")
+    embed.set_image(url=f"attachment://{STORYBOARD_FILE}")
     return embed

@@ -33,14 +33,7 @@ from pipeline.storyboard import make_storyboard
 
 from .controls import with_buttons
 from .progress_message import EDIT_LIMIT_REACHED, UNKNOWN_MESSAGE, ProgressMessage
-from .scene_embed import (
-    STORYBOARD_FILENAME,
-    replaced_embed,
-    replaced_text,
-    scene_embed,
-    scene_filename,
-    storyboard_embed,
-)
+from .scene_embed import STORYBOARD_FILE, replaced, scene_embed, scene_filename, storyboard_embed
 from .store import Job, SceneRecord, Store
 
 __all__ = ["SceneButtons", "SceneThread", "redraw_scenes", "storyboard_key"]
@@ -209,9 +202,9 @@ class SceneThread:
         with tempfile.TemporaryDirectory(prefix="reelbot-storyboard-") as folder:
             # Pillow's work, off the event loop; the file is gone once it is sent.
             sheet = await asyncio.to_thread(
-                make_storyboard, item.images, Path(folder) / STORYBOARD_FILENAME
+                make_storyboard, item.images, Path(folder) / STORYBOARD_FILE
             )
-            posted = await target.send(embed=embed, file=discord.File(sheet, STORYBOARD_FILENAME))
+            posted = await target.send(embed=embed, file=discord.File(sheet, STORYBOARD_FILE))
         await self.store.record_message(self.job.id, target.id, posted.id, "image")
         await self.store.must_finish(self.store.set_storyboard(self.job.id, key))
 
@@ -223,10 +216,11 @@ class SceneThread:
         try:
             shown = await target.fetch_message(message_id)
             files = [await a.to_file() for a in shown.attachments[:1]]
-            image = files[0].filename if files else None
+            text, embed = replaced(shown.embeds, scene, old, new,
+                                   files[0].filename if files else None)  # fmt: skip
             archived = await target.send(
-                replaced_text(scene, old, new),
-                embed=replaced_embed(shown.embeds, scene, old, image),
+                text,
+                embed=embed,
                 files=files,
                 reference=shown.to_reference(fail_if_not_exists=False),
             )

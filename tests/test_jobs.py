@@ -278,13 +278,12 @@ async def test_a_job_whose_music_was_evicted_fails_in_plain_words(
 
 
 async def test_a_run_past_the_job_timeout_is_stopped_and_says_so(
-    bot_settings: Callable[..., BotSettings],
-    tmp_path: Path,
-    fakes: tuple[FakeTogether, FakeSpeech],
+    bot_settings: Callable[..., BotSettings], fakes: tuple[FakeTogether, FakeSpeech]
 ) -> None:
-    _, speech = fakes
-    speech.latency = 60.0  # the narration would come long after the job's time is up
-    harness = Harness(bot_settings(queue={"job_timeout": 1.0}), tmp_path / "bot.sqlite3")
+    fakes[1].latency = 60.0  # the narration would come long after the job's time is up
+    speech = fakes[1]
+    settings = bot_settings(queue={"job_timeout": 1.0})
+    harness = Harness(settings, settings.storage.data_dir / "bot.sqlite3")
     async with harness as runner:
         await runner.start()
         job = await runner.submit(request())
