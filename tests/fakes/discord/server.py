@@ -300,26 +300,8 @@ class FakeDiscord(Service):
         name), member (spec or username), app_permissions, attachment_size_limit, locale;
         see ``ContextResolver.resolve``.
         """
-        name, *path = command.split()
-        ctx = self._where.resolve(**where)
-        found = self.state.synced_command(name, ctx.guild.id)
-        if found is None:
-            raise LookupError(f"/{name} was never synced (synced: {self.state.commands})")
-        schema, scope = found
+        ctx, data, builder = self._command(command, options or {}, None, where)
         channel_id = int(ctx.channel["id"])
-        builder = OptionBuilder(
-            ctx.guild, lambda a: self._messages.cdn_urls(channel_id, a.id, a.filename)
-        )
-        data: JSON = {
-            "id": schema["id"],
-            "name": name,
-            "type": 1,
-            "options": builder.build(schema.get("options", []), path, options or {}),
-        }
-        if builder.resolved:
-            data["resolved"] = builder.resolved
-        if scope is not None:
-            data["guild_id"] = str(scope)
         for attachment in builder.attachments:
             self._serve_attachment(channel_id, attachment)
         return await self._inject(INTERACTION_APPLICATION_COMMAND, ctx, data)
@@ -334,6 +316,18 @@ class FakeDiscord(Service):
         """Dispatch an autocomplete interaction (type 4): the user is typing ``focused``
         (``options[focused]`` is the partial text) while filling ``command``. The bot answers
         with callback type 8 (``{"choices": [...]}``), checked as Discord checks it."""
+        ctx, data, _ = self._command(command, options, focused, where)
+        return await self._inject(INTERACTION_AUTOCOMPLETE, ctx, data)
+
+    def _command(
+        self,
+        command: str,
+        options: Mapping[str, Any],
+        focused: str | None,
+        where: Mapping[str, Any],
+    ) -> tuple[InteractionContext, JSON, OptionBuilder]:
+        """Where a chat-input command is used, and its interaction's ``data``: the synced
+        command and its options as Discord sends them (with ``focused`` while typing)."""
         name, *path = command.split()
         ctx = self._where.resolve(**where)
         found = self.state.synced_command(name, ctx.guild.id)
@@ -354,7 +348,7 @@ class FakeDiscord(Service):
             data["resolved"] = builder.resolved
         if scope is not None:
             data["guild_id"] = str(scope)
-        return await self._inject(INTERACTION_AUTOCOMPLETE, ctx, data)
+        return ctx, data, builder
 
     async def submit_modal(
         self,
