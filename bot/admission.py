@@ -16,7 +16,7 @@ What is counted, all from the store (so it holds across restarts and processes):
 - `[rate_limit] per_user` and `per_guild`: render admissions within `window` seconds. A refused
   render writes nothing, so it does not count; a regeneration is not a render.
 - `[rate_limit] images_per_day` and `images_per_user_per_day` (UTC days): paid image requests
-  made today (`image_requests`, written by `ImageMeter` as each request succeeds; an image
+  made today (`image_requests`, written by `bot/usage.py` as each request succeeds; an image
   found in the cache is free) plus the images still held by queued or running work (each
   admission reserves the images its scenes need that are not in the cache, until its run ends).
 
@@ -26,133 +26,41 @@ it is never counted or refused.
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Literal
 
 import aiosqlite
 
-from pipeline.errors import ReelbotError
-from pipeline.events import ProgressEvent, SceneEvent, Stage, Status
-
 from .config import QueueConfig, RateLimitConfig
-from .store import Job, JobOptions, NewScene, SceneRecord, Store, insert_job, revise_scene_in
+from .errors import AdmissionRefused, ImageBudgetSpent, QueueFull, RateLimited, UserLimitReached
+from .store import (
+    IN_QUEUE,
+    Job,
+    JobOptions,
+    NewScene,
+    SceneRecord,
+    Store,
+    count,
+    insert_job,
+    revise_scene_in,
+)
+from .text import duration_words, plural
+from .usage import DAY, Clock, day_start, image_use
 
-__all__ = [
-    "DAY",
-    "Admission",
-    "AdmissionRefused",
-    "Clock",
-    "ImageBudgetSpent",
-    "ImageMeter",
-    "ImageUse",
-    "JobRequest",
-    "QueueFull",
-    "RateLimited",
-    "UserLimitReached",
-    "day_start",
-    "duration_words",
-    "month_start",
-]
-
-log = logging.getLogger(__name__)
-
-Clock = Callable[[], float]
-DAY = 86400.0
-ACTIVE = "('queued', 'running')"  # states that hold a render slot (and their images)
-
-
-# ------------------------------------------------------------ refusals
-
-
-class AdmissionRefused(ReelbotError):
-    """A limit said no. The message names the limit; `retry_after` is the seconds until it
-    may say yes (None: when something else finishes)."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class QueueFull(AdmissionRefused):
-    pass
-
-
-class UserLimitReached(AdmissionRefused):
-    pass
-
-
-class RateLimited(AdmissionRefused):
-    pass
-
-
-class ImageBudgetSpent(AdmissionRefused):
-    pass
+__all__ = ["Admission", "JobRequest"]
 
 
 @dataclass(frozen=True)
 class JobRequest:
+    """A render someone asked for: the script, where to post it, and their options."""
+
     guild_id: int | None
     channel_id: int
     user_id: int
     script: str
     filename: str
     options: JobOptions
-
-
-# ------------------------------------------------------------ counting
-
-
-@dataclass(frozen=True)
-class ImageUse:
-    made: int  # paid image requests made today
-    held: int  # images reserved by queued or running work, not requested yet
-
-    @property
-    def used(self) -> int:
-        return self.made + self.held
-
-
-def day_start(now: float) -> float:
-    """Midnight (UTC) at the start of `now`'s day."""
-    return now - now % DAY
-
-
-def month_start(now: float) -> float:
-    moment = datetime.fromtimestamp(now, UTC)
-    return moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp()
-
-
-async def image_use(
-    db: aiosqlite.Connection, who: Literal["guild_id", "user_id"], value: int, now: float
-) -> ImageUse:
-    """A server's or a person's images today: requests made, and images held."""
-    made = await _count(
-        db, f"SELECT COUNT(*) FROM image_requests WHERE {who} = ? AND at >= ?",
-        (value, day_start(now)),
-    )  # fmt: skip
-    # Per job: what its open admissions reserved, less what it has requested since the first.
-    held = await _count(
-        db,
-        "SELECT COALESCE(SUM(MAX(0, o.images - (SELECT COUNT(*) FROM image_requests r"
-        "   WHERE r.job_id = o.job_id AND r.at >= o.since))), 0)"
-        " FROM (SELECT a.job_id, SUM(a.images) AS images, MIN(a.at) AS since"
-        "   FROM admissions a JOIN jobs j ON j.id = a.job_id"
-        f"  WHERE a.settled_at IS NULL AND j.state IN {ACTIVE} AND a.{who} = ?"
-        "   GROUP BY a.job_id) o",
-        (value,),
-    )
-    return ImageUse(made, held)
-
-
-async def _count(db: aiosqlite.Connection, sql: str, params: Sequence[object]) -> int:
-    async with db.execute(sql, params) as cursor:
-        row = await cursor.fetchone()
-    return int(row[0]) if row and row[0] is not None else 0
 
 
 async def _recent_renders(
@@ -166,24 +74,6 @@ async def _recent_renders(
         (value, since, limit),
     ) as cursor:
         return [float(row[0]) for row in await cursor.fetchall()]
-
-
-# ------------------------------------------------------------ the words
-
-
-def duration_words(seconds: float) -> str:
-    seconds = max(1, round(seconds))
-    if seconds < 90:
-        return f"{seconds} seconds"
-    minutes = round(seconds / 60)
-    if minutes < 90:
-        return f"{minutes} minutes"
-    hours = seconds / 3600
-    return f"{hours:.0f} hours" if hours >= 1.5 else "an hour"
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 def _tomorrow(now: float) -> str:
@@ -313,13 +203,13 @@ class Admission:
         self, db: aiosqlite.Connection, user_id: int
     ) -> AdmissionRefused | None:
         queue = self.queue
-        everyone = await _count(db, f"SELECT COUNT(*) FROM jobs WHERE state IN {ACTIVE}", ())
+        everyone = await count(db, f"SELECT COUNT(*) FROM jobs WHERE state IN {IN_QUEUE}", ())
         if everyone >= queue.max_total:
             return QueueFull(
                 f"the render queue is full ({queue.max_total} jobs); try again when one finishes"
             )
-        mine = await _count(
-            db, f"SELECT COUNT(*) FROM jobs WHERE state IN {ACTIVE} AND user_id = ?", (user_id,)
+        mine = await count(
+            db, f"SELECT COUNT(*) FROM jobs WHERE state IN {IN_QUEUE} AND user_id = ?", (user_id,)
         )
         if mine >= queue.per_user_limit:
             return UserLimitReached(
@@ -333,7 +223,7 @@ class Admission:
         now: float,
     ) -> ImageBudgetSpent | None:  # fmt: skip
         made = scenes - images
-        need = f"This script's {_plural(scenes, 'scene')} need {_new_images(images)}"
+        need = f"This script's {plural(scenes, 'scene')} need {_new_images(images)}"
         if made:
             need += f" ({made:,} {'is' if made == 1 else 'are'} made already)"
         return await self._budget_refusal(db, request.guild_id, request.user_id, images, now,
@@ -390,42 +280,3 @@ async def _record(
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
         (kind, job_id, guild_id, user_id, now, scenes, images),
     )
-
-
-# ------------------------------------------------------------ the real requests
-
-
-class ImageMeter:
-    """Counts a run's paid image requests as they succeed (an image DONE event; a CACHED one
-    is free), writing each to the store off the event callback, in order."""
-
-    def __init__(self, store: Store, job: Job, *, clock: Clock = time.time) -> None:
-        self.store = store
-        self.job = job
-        self.clock = clock
-        self._pending: list[Awaitable[None]] = []
-
-    def see(self, event: ProgressEvent) -> None:
-        if (
-            isinstance(event, SceneEvent)
-            and event.stage is Stage.IMAGE
-            and event.status is Status.DONE
-            and event.scene > 0
-        ):
-            write = self._record(event.scene, self.clock())
-            self._pending.append(self.store.must_finish(write))
-
-    async def _record(self, scene: int, at: float) -> None:
-        async with self.store.transaction() as db:
-            await db.execute(
-                "INSERT INTO image_requests (job_id, guild_id, user_id, scene, at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (self.job.id, self.job.guild_id, self.job.user_id, scene, at),
-            )
-
-    async def flush(self) -> None:
-        pending, self._pending = self._pending, []
-        if pending:
-            results = await asyncio.gather(*pending, return_exceptions=True)
-            for error in (r for r in results if isinstance(r, BaseException)):
-                log.error("job %d: an image request was not counted: %s", self.job.id, error)

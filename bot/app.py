@@ -1,8 +1,9 @@
-"""ReelBot: start-up (cogs, persistent components, command sync, the job runner), shut-down,
-and the one central error handler for app commands.
+"""ReelBot: start-up (the features' cogs, command sync, the job runner), shut-down, and the one
+central error handler for app commands, buttons and modals.
 
 Everything it needs (settings, store, runner, presenters) is made by `bot/__main__.py` and
-passed in; nothing here reads the environment or opens a connection of its own.
+passed in; nothing here reads the environment or opens a connection of its own. It names no
+feature's pieces: each cog registers its own commands, buttons and listeners when it loads.
 """
 
 from __future__ import annotations
@@ -17,40 +18,25 @@ from discord.ext import commands
 from pipeline.errors import ReelbotError, ScriptError
 
 from .answers import answer
-from .checks import Refusal
 from .config import BotSettings
+from .errors import Refusal
 from .jobs import JobRunner
 from .presenter import Presenters
-from .review import (
-    ApproveAllButton,
-    ApproveButton,
-    EditPromptButton,
-    RegenerateButton,
-    SceneReview,
-)
-from .store import JobState, Store
+from .store import Store
+from .text import sentence
 
-__all__ = ["EXTENSIONS", "PERSISTENT_ITEMS", "ReelBot", "bot_intents"]
+__all__ = ["EXTENSIONS", "GENERIC_FAILURE", "ReelBot", "bot_intents", "user_message"]
 
 log = logging.getLogger(__name__)
 
-# One cog per feature.
+# One cog per feature (bot/cogs/): its commands, its buttons, its modals.
 EXTENSIONS = (
     "bot.cogs.render",
+    "bot.cogs.review",
     "bot.cogs.queue",
     "bot.cogs.pictures",
     "bot.cogs.usage",
     "bot.cogs.forget",
-)
-
-# Components that must keep working on messages posted before a restart: `DynamicItem`
-# subclasses whose state lives in their custom_id (and in the store): the scene review
-# buttons (bot/review.py). They are registered once, in setup_hook.
-PERSISTENT_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
-    RegenerateButton,
-    EditPromptButton,
-    ApproveButton,
-    ApproveAllButton,
 )
 
 GENERIC_FAILURE = (
@@ -89,8 +75,6 @@ class ReelBot(commands.Bot):
         self.store = store
         self.runner = runner
         self.presenters = presenters
-        self.review = SceneReview(client=self, store=store, runner=runner,
-                                  presenters=presenters, config=settings.discord)  # fmt: skip
         self._stopping = False
         presenters.bind(self)
         self.tree.error(self.on_app_command_error)
@@ -98,15 +82,11 @@ class ReelBot(commands.Bot):
     # ------------------------------------------------------------ life cycle
 
     async def setup_hook(self) -> None:
-        for extension in EXTENSIONS:
+        for extension in EXTENSIONS:  # each registers its own buttons (cog_load)
             await self.load_extension(extension)
-        self.add_dynamic_items(*PERSISTENT_ITEMS)
         await self.sync_commands()
-        # Jobs left queued or running by the last run resume now. Their messages say "queued"
-        # again at once (not "paused"); they are edited over REST, which works before the
-        # gateway is connected. Announced before the runner starts, so it finds them.
-        for job in await self.store.jobs_in([JobState.QUEUED, JobState.RUNNING]):
-            self.presenters.announce(job, resumed=True)
+        # Jobs left queued or running by the last run resume now; their messages say "queued"
+        # again at once (edited over REST, which works before the gateway is connected).
         await self.runner.start()
 
     async def sync_commands(self) -> None:
@@ -142,7 +122,8 @@ class ReelBot(commands.Bot):
 
     async def report_error(self, interaction: discord.Interaction[Any], error: Exception) -> None:
         """Known errors: a short ephemeral answer. Unknown ones: logged in full, and the user
-        gets a short generic message. Never a traceback to users."""
+        gets a short generic message. Never a traceback to users. For app commands (the
+        tree's error handler), and for the buttons and modals, which call it themselves."""
         cause: BaseException = error
         if isinstance(error, app_commands.CommandInvokeError):
             cause = error.original
@@ -160,9 +141,9 @@ class ReelBot(commands.Bot):
 def user_message(error: BaseException) -> str | None:
     """The words for a known error; None for an unknown one (a bug to log)."""
     if isinstance(error, ScriptError):
-        return f"That script can't be rendered. {_sentence(str(error))}"
+        return f"That script can't be rendered. {sentence(str(error))}"
     if isinstance(error, ReelbotError | Refusal):
-        return _sentence(str(error))
+        return sentence(str(error))
     if isinstance(error, app_commands.NoPrivateMessage):
         return "This command works in a server, not in direct messages."
     if isinstance(error, app_commands.CheckFailure):
@@ -170,10 +151,3 @@ def user_message(error: BaseException) -> str | None:
     if isinstance(error, app_commands.TransformerError):
         return f"This value can't be used for that option: {str(error.value)[:100]}"
     return None
-
-
-def _sentence(text: str) -> str:
-    text = text.strip()
-    if text and text[0].islower():
-        text = text[0].upper() + text[1:]
-    return text if text.endswith((".", "!", "?")) else text + "."

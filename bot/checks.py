@@ -1,8 +1,9 @@
-"""Who may do what: app-command checks as decorators (the /render rate limits are counted
-in the store: `bot/admission.py`).
+"""Who may do what, and where: app-command checks as decorators, and the role rules the
+features ask (`is_moderator`, `may_review`). The /render rate limits are counted in the store
+(`bot/admission.py`).
 
-A failed check raises `Refusal` (an `app_commands.CheckFailure`) carrying the words the user
-reads; the central error handler (`bot/app.py`) answers them ephemerally.
+A failed check raises `Refusal` (`bot/errors.py`) carrying the words the user reads; the
+central error handler (`bot/app.py`) answers them ephemerally.
 """
 
 from __future__ import annotations
@@ -13,26 +14,24 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import discord
 from discord import app_commands
 
-from .admission import RateLimited
 from .config import DiscordConfig
+from .errors import RateLimited, Refusal
+from .store import Job
 
 if TYPE_CHECKING:
     from .app import ReelBot
 
 __all__ = [
-    "Refusal",
     "bot_can_post",
     "has_any_role",
     "is_moderator",
+    "may_manage",
+    "may_review",
     "render_allowed",
     "render_rate_limit",
 ]
 
 T = TypeVar("T")
-
-
-class Refusal(app_commands.CheckFailure):
-    """A check said no; `str(refusal)` is the answer for the user."""
 
 
 def _bot(interaction: discord.Interaction[Any]) -> ReelBot:
@@ -49,6 +48,16 @@ def has_any_role(user: discord.abc.User | discord.Member, role_ids: Collection[i
 
 def is_moderator(user: discord.abc.User | discord.Member, config: DiscordConfig) -> bool:
     return bool(config.moderator_role_ids) and has_any_role(user, config.moderator_role_ids)
+
+
+def may_manage(user: discord.abc.User | discord.Member, job: Job, config: DiscordConfig) -> bool:
+    """Cancel it, make the bot forget it: the requester, or a moderator."""
+    return user.id == job.user_id or is_moderator(user, config)
+
+
+def may_review(user: discord.abc.User | discord.Member, job: Job, config: DiscordConfig) -> bool:
+    """Regenerate, edit or approve its scenes: the requester, or a member with a reviewer role."""
+    return user.id == job.user_id or has_any_role(user, config.reviewer_role_ids)
 
 
 def _channel_allowed(interaction: discord.Interaction[Any], allowed: Collection[int]) -> bool:

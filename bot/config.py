@@ -45,6 +45,9 @@ class QueueConfig(ConfigSection):
     max_concurrent_renders: int = Field(1, ge=1)
     per_user_limit: int = Field(3, ge=1)
     max_total: int = Field(20, ge=1)
+    # Seconds one run of a job may take (render and delivery); a run past it is stopped and
+    # fails saying so. Waiting for review is not running.
+    job_timeout: float = Field(2 * 3600.0, gt=0)
 
 
 class RateLimitConfig(ConfigSection):

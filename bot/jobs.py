@@ -1,8 +1,18 @@
 """The render queue: jobs persisted in the store, run a few at a time, resumed after a restart.
 
-Modelled on arq's `run_job`: each job is its own task, removed from the task table in
-`finally`; a cancellation is sorted by cause (the user's cancel → `cancelled`; shutdown →
-back to `queued`, to be resumed); the final state write is shielded.
+Modelled on arq's `run_job`: each job is its own task under `[queue] job_timeout`, removed from
+the task table in `finally`; a run past the timeout is stopped and fails saying so; a
+cancellation is sorted by cause (the user's cancel → `cancelled`; shutdown → back to `queued`,
+to be resumed); the final state write is shielded. A job waiting for review has no task: it is
+not running, and its wait does not count towards the timeout.
+
+The runner tells a front end about a job through its `JobObserver` (`bot/presenter.py` for
+Discord): queued (submitted, or found in the queue at start), started, each progress event,
+and the outcome. It never imports the front end.
+
+The plan a run renders has one source, the store: the job's script and options, with each
+scene's seed and prompts as its scene rows hold them (`plan_for`). At submit the same builder
+(`plan`) gives the title, the scene rows to write and the paid images to admit.
 
 Scene review: a `review` job whose scenes are not all approved is rendered without the join
 (a review round) and waits in `review`; approving the last scene queues it again, and that run
@@ -13,6 +23,9 @@ Work enters the queue only through `submit` (a new job) and `revise_scene` (a sc
 again), and both go through `bot/admission.py`, which checks every limit and records the
 admission in one store transaction. The runner also keeps `[storage] keep_days`
 (`bot/retention.py`): a sweep at start and every hour, and `forget` for one job.
+
+A new way to put work in the queue (a Retry button, a draft rendered) calls `submit`; a new
+state of a job that a front end must show is a new `JobObserver` method.
 """
 
 from __future__ import annotations
@@ -49,45 +62,26 @@ from pipeline.render import Renderer, RenderResult, images_to_make
 from pipeline.script import Script, parse_script
 from pipeline.tts import close_tts, make_tts
 
-from .admission import (
-    Admission,
-    Clock,
-    ImageMeter,
-    JobRequest,
-    QueueFull,
-    UserLimitReached,
-)
+from .admission import Admission, JobRequest
 from .config import BotSettings
+from .errors import JobNotFound, JobTimedOut, ReviewRefused
 from .outputs import job_video, remove_outputs
 from .retention import ForgetHook, ForgottenJob, Retention
 from .store import Job, JobOptions, JobState, NewScene, SceneRecord, Store
+from .usage import Clock, ImageMeter
 
 __all__ = [
     "Approval",
-    "JobNotFound",
     "JobObserver",
-    "JobRequest",
     "JobRunner",
     "QueueEntry",
-    "QueueFull",
     "ReviewObserver",
-    "ReviewRefused",
-    "UserLimitReached",
     "fresh_seed",
-    "remove_outputs",
 ]
 
 log = logging.getLogger(__name__)
 # Seconds a scene takes, assumed until this process has timed a real one.
 DEFAULT_SECONDS_PER_SCENE = 8.0
-
-
-class JobNotFound(ReelbotError):
-    pass
-
-
-class ReviewRefused(ReelbotError):
-    """A review action that cannot act now; the message says why (and what to do)."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +101,10 @@ class QueueEntry:
 class JobObserver(Protocol):
     """A front end's view of one job (the Discord progress message, thread and delivery)."""
 
+    def queued(self, job: Job) -> None:
+        """The job waits in the queue: just submitted, or found there at start."""
+        ...
+
     async def started(self, job: Job) -> None: ...
 
     def event(self, event: ProgressEvent) -> None: ...
@@ -119,7 +117,9 @@ class JobObserver(Protocol):
 
     async def failed(self, job: Job, reason: str) -> None: ...
 
-    async def cancelled(self, job: Job) -> None: ...
+    async def cancelled(self, job: Job, by: int | None) -> None:
+        """The job was stopped at someone's request (`by`; None: it is being forgotten)."""
+        ...
 
 
 @runtime_checkable
@@ -129,10 +129,6 @@ class ReviewObserver(JobObserver, Protocol):
     async def reviewing(self, job: Job) -> None:
         """A review round is over: every scene exists and the job waits for approvals."""
         ...
-
-
-class _Shutdown(Exception):
-    """Why a job task was cancelled: the process is stopping (the job will resume)."""
 
 
 class JobRunner:
@@ -169,7 +165,7 @@ class JobRunner:
         # One speech provider for the whole process: Piper loads each voice once, not per job.
         self.tts = make_tts(settings, client)
         self._running: dict[int, asyncio.Task[None]] = {}
-        self._user_cancelled: set[int] = set()
+        self._cancelled_by: dict[int, int | None] = {}  # running jobs a person stopped
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
         self._closing = False
@@ -178,10 +174,13 @@ class JobRunner:
     # ------------------------------------------------------------ life cycle
 
     async def start(self) -> None:
-        """Resume: a job left `running` by a crash goes back to the queue, in order."""
+        """Resume: a job left `running` by a crash goes back to the queue, in order, and every
+        queued job is shown queued again at once (not "paused")."""
         for job in await self.store.jobs_in([JobState.RUNNING]):
             await self.store.set_state(job.id, JobState.QUEUED)
             log.info("job %d was interrupted; resuming it", job.id)
+        for job in await self.store.jobs_in([JobState.QUEUED]):
+            self.observer_for(job).queued(job)
         self._dispatcher = asyncio.create_task(self._dispatch(), name="job-dispatcher")
         self._wake.set()
         # keep_days: now (a bot that was off for a while catches up), then every hour.
@@ -208,17 +207,19 @@ class JobRunner:
 
     # ------------------------------------------------------------ requests
 
-    def parse(self, request: JobRequest) -> Script:
-        """Validate a script the way a job will read it; raises ScriptError."""
+    def check(self, request: JobRequest) -> Script:
+        """Read the request's script as its job will (ScriptError if it cannot be rendered).
+        A front end may refuse a bad script this way before it fetches anything else (the
+        music), then hand the script to `submit`, so that it is read once."""
         return parse_script(request.script, filename=request.filename,
                             limits=self.settings.limits)  # fmt: skip
 
-    async def submit(self, request: JobRequest) -> Job:
+    async def submit(self, request: JobRequest, script: Script | None = None) -> Job:
         """The one way a new job enters the queue (/render with a file, the paste form, and
-        any later way in): validate the script, then admit it (`bot/admission.py`). Raises
-        ScriptError, or an AdmissionRefused naming the limit."""
-        script = self.parse(request)
-        plan = self._plan(script, request.options)
+        any later way in): read the script (unless `check` did), then admit it
+        (`bot/admission.py`) and show it queued. Raises ScriptError, or an AdmissionRefused
+        naming the limit."""
+        plan = self.plan(self.check(request) if script is None else script, request.options)
         job_id = await self.admission.admit_render(
             request,
             title=plan.title,
@@ -228,8 +229,10 @@ class JobRunner:
             ],
             images=self.paid_images(plan),
         )
+        job = await self.store.job(job_id)
+        self.observer_for(job).queued(job)  # shown before the runner may take it
         self._wake.set()
-        return await self._reload(job_id)
+        return job
 
     def paid_images(self, plan: RenderPlan) -> int:
         """How many paid image requests rendering `plan` would make now (none with the
@@ -239,23 +242,24 @@ class JobRunner:
             return 0
         return len(images_to_make(plan, self.cache, provider))
 
-    async def cancel(self, job_id: int) -> Job:
-        job = await self.store.get_job(job_id)
-        if job is None:
-            raise JobNotFound(f"there is no job {job_id}")
+    async def cancel(self, job_id: int, *, by: int | None = None) -> Job:
+        """Stop a job that is not over: a running one is cancelled (its processes killed), a
+        queued one or one waiting for review is marked cancelled. Its observer is told either
+        way, with who asked (`by`; None: the job is being forgotten)."""
+        job = await self.store.job(job_id)
         if not job.state.active:
             raise ReelbotError(f"job {job_id} is already {job.state.value}")
         task = self._running.get(job_id)
         if task is not None:
-            self._user_cancelled.add(job_id)
+            self._cancelled_by[job_id] = by
             task.cancel(msg="cancelled by user")
             await asyncio.wait([task])
         else:
             await self.store.set_state(job_id, JobState.CANCELLED, error="cancelled")
             await self.admission.settle(job_id, admitted_by=self.clock())
-        cancelled = await self.store.get_job(job_id)
-        assert cancelled is not None
-        return cancelled
+            cancelled = await self.store.job(job_id)
+            await _quietly(self.observer_for(cancelled).cancelled(cancelled, by))
+        return await self.store.job(job_id)
 
     async def queue(self) -> list[QueueEntry]:
         """Active jobs in the order they will finish, with an estimate for each."""
@@ -282,7 +286,7 @@ class JobRunner:
 
     async def forget(self, job_id: int, *, by: int) -> ForgottenJob:
         """/forget: stop the job if it is active, then remove what is kept of it."""
-        job = await self._reload(job_id)
+        job = await self.store.job(job_id)
         if job.state.active:
             await self.cancel(job_id)
         forgotten = await self.retention.forget(job_id, by=by)
@@ -313,10 +317,10 @@ class JobRunner:
         in the queue; the caller shows that, then calls `wake()`. Raises ReviewRefused if the
         scene is not at `version` any more or the job is being rendered right now, and
         ImageBudgetSpent if the images it needs are over today's budget (`bot/admission.py`)."""
-        job = await self.store.get_job(job_id)
+        job = await self.store.job(job_id)
         current = await self.store.scene(job_id, number)
-        if job is None or current is None:
-            raise JobNotFound(f"job #{job_id} has no scene {number}")
+        if current is None:
+            raise ReelbotError(f"job #{job_id} has no scene {number}")
         changed = dataclasses.replace(
             current,
             seed=fresh_seed(current.seed) if new_seed else current.seed,
@@ -354,7 +358,7 @@ class JobRunner:
 
     async def approve_all(self, job_id: int) -> tuple[list[int], Approval]:
         """Approve every scene of a job waiting for review; the numbers newly approved."""
-        job = await self._reload(job_id)
+        job = await self.store.job(job_id)
         if job.state is not JobState.REVIEW:
             raise ReviewRefused(_not_reviewing(job))
         numbers = await self.store.approve_all(job_id)
@@ -372,7 +376,7 @@ class JobRunner:
         job = await self.store.get_job(job_id)
         scene = await self.store.scene(job_id, number)
         if job is None or scene is None:
-            return JobNotFound(f"job #{job_id} no longer exists")
+            return JobNotFound(job_id)
         if job.state is JobState.CANCELLED:
             return ReviewRefused(f"Job #{job_id} was cancelled: its scenes can't change any more.")
         if scene.version != version:
@@ -409,29 +413,36 @@ class JobRunner:
                 task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
                 self._running[job.id] = task
 
-    async def plan_for(self, job: Job, records: Sequence[SceneRecord] | None = None) -> RenderPlan:
-        """The job's plan: its script and options, with the seeds and prompts recorded for
-        each scene at queue time (or changed by review since)."""
-        script = parse_script(job.script, filename=job.filename, limits=self.settings.limits)
-        if job.options.music and not Path(job.options.music).is_file():
-            raise ReelbotError(
-                "this job's music file is no longer kept (the cache removed it to stay under its "
-                "size cap); render again with the music attached"
-            )
-        plan = self._plan(script, job.options)
+    def plan(
+        self, script: Script, options: JobOptions, records: Sequence[SceneRecord] | None = None
+    ) -> RenderPlan:
+        """The one way a job's plan is made: its script and options resolved against the
+        settings, each scene's seed and prompts as `records` hold them (the store's scene rows,
+        review's changes included; None: as the script gives them, for a job not stored yet)."""
+        aspect = Aspect.parse(options.aspect) if options.aspect else None
+        music = Path(options.music) if options.music else None
+        plan = plan_render(script, self.settings, aspect=aspect, voice=options.voice,
+                           title=options.title, captions=options.captions,
+                           music=music)  # fmt: skip
         if records is None:
-            records = await self.store.scenes(job.id)
+            return plan
         by_number = {s.number: s for s in records}
         return dataclasses.replace(
             plan, scenes=tuple(_with_record(s, by_number.get(s.number)) for s in plan.scenes)
         )
 
-    def _plan(self, script: Script, options: JobOptions) -> RenderPlan:
-        aspect = Aspect.parse(options.aspect) if options.aspect else None
-        music = Path(options.music) if options.music else None
-        return plan_render(script, self.settings, aspect=aspect, voice=options.voice,
-                           title=options.title, captions=options.captions,
-                           music=music)  # fmt: skip
+    async def plan_for(self, job: Job, records: Sequence[SceneRecord] | None = None) -> RenderPlan:
+        """A stored job's plan, from the store alone: its script, its options and its scene
+        rows (`records`, if already read)."""
+        if job.options.music and not Path(job.options.music).is_file():
+            raise ReelbotError(
+                "this job's music file is no longer kept (the cache removed it to stay under its "
+                "size cap); render again with the music attached"
+            )
+        script = parse_script(job.script, filename=job.filename, limits=self.settings.limits)
+        if records is None:
+            records = await self.store.scenes(job.id)
+        return self.plan(script, job.options, records)
 
     def renderer(self, on_event: Callable[[ProgressEvent], None], *, label: str = "") -> Renderer:
         return Renderer(
@@ -446,89 +457,107 @@ class JobRunner:
         )
 
     async def _run(self, job: Job) -> None:
+        """One run of a job, as arq's `run_job`: under `[queue] job_timeout`, its outcome
+        recorded (shielded) and told to its observer, its cancellation sorted by cause."""
         observer: JobObserver | None = None
         recorder = _ArtifactRecorder(self.store, job.id)
         meter = ImageMeter(self.store, job, clock=self.clock)
         admitted_by = self.clock()  # the admissions this run covers were made before now
+        limit = self.settings.queue.job_timeout
+        deadline: asyncio.Timeout | None = None
         shutdown = False
         try:
             await self.store.set_state(job.id, JobState.RUNNING)
-            job = await self._reload(job.id)
+            job = await self.store.job(job.id)
             observer = self.observer_for(job)
             await _quietly(observer.started(job))
-            active = observer
-
-            def on_event(event: ProgressEvent) -> None:
-                recorder.see(event)
-                meter.see(event)
-                active.event(event)
-
-            # No scene changes while the job is running (the store refuses), so this is the
-            # plan the whole run renders, and what the observer read when it started.
-            records = await self.store.scenes(job.id)
-            plan = await self.plan_for(job, records)
-            review_round = job.options.review and not all(r.approved for r in records)
-            out = job_video(self.outputs, job.id)
-            started = time.monotonic()
-            renderer = self.renderer(on_event, label=f"job {job.id}")
-            result = await renderer.render(plan, out, join=not review_round)
-            await recorder.flush()
-            self._learn(len(plan.scenes), time.monotonic() - started, result)
-            await self.store.save_events(job.id, _events_json(result.events))
-            if review_round:
-                state = await self.store.must_finish(self.store.end_review_round(job.id))
-                if state is JobState.REVIEW and isinstance(observer, ReviewObserver):
-                    await _quietly(observer.reviewing(await self._reload(job.id)))
-                return  # queued again if every scene was approved meanwhile: joined next run
-            delivered = await _delivered(observer.finished(await self._reload(job.id), result))
-            await self.store.must_finish(self.store.mark_delivered(job.id))
-            if delivered:  # the clips stay in the cache: a revision joins them again
-                removed = remove_outputs(self.outputs, job.id)
-                log.info("job %d: delivered; removed %s", job.id,
-                         ", ".join(p.name for p in removed) or "nothing")  # fmt: skip
-            await self._finish(job.id, JobState.DONE, output=None if delivered else str(out))
+            async with asyncio.timeout(limit) as deadline:
+                await self._render_and_deliver(job, observer, recorder, meter)
         except asyncio.CancelledError:
             await recorder.flush()
-            if job.id in self._user_cancelled:
+            if job.id in self._cancelled_by:
                 await self._finish(job.id, JobState.CANCELLED, error="cancelled")
                 if observer is not None:
-                    await _quietly(observer.cancelled(await self._reload(job.id)))
+                    by = self._cancelled_by[job.id]
+                    await _quietly(observer.cancelled(await self.store.job(job.id), by))
                 return
             shutdown = True
             await self._finish(job.id, JobState.QUEUED)  # shutdown: resume on the next start
             raise
-        except ReelbotError as exc:
-            log.warning("job %d failed: %s", job.id, _failure(exc, recorder.events))
-            await recorder.flush()
-            await self.store.save_events(job.id, _events_json(recorder.events))
-            await self._finish(job.id, JobState.FAILED, error=str(exc))
-            if observer is not None:
-                await _quietly(observer.failed(await self._reload(job.id), str(exc)))
-        except Exception:
-            log.exception("job %d failed unexpectedly", job.id)
-            reason = "an unexpected error stopped the render; the log has the details"
-            await self._finish(job.id, JobState.FAILED, error=reason)
-            if observer is not None:
-                await _quietly(observer.failed(await self._reload(job.id), reason))
+        except Exception as exc:
+            timed_out = (
+                isinstance(exc, TimeoutError) and deadline is not None and deadline.expired()
+            )
+            await self._failed(job.id, observer, recorder, JobTimedOut(limit) if timed_out else exc)
         finally:
             await meter.flush()
             if not shutdown:  # the run is over: what it reserved is now what it requested
                 settle = self.admission.settle(job.id, admitted_by=admitted_by)
                 await _quietly(self.store.must_finish(settle))
             self._running.pop(job.id, None)
-            self._user_cancelled.discard(job.id)
+            self._cancelled_by.pop(job.id, None)
             if not self._running:  # no render needs its artifacts right now
                 self.cache.evict(self.settings.storage.cache_max_mb * 1024 * 1024)
             self._wake.set()
 
+    async def _render_and_deliver(
+        self, job: Job, observer: JobObserver, recorder: _ArtifactRecorder, meter: ImageMeter
+    ) -> None:
+        """Render the job's scenes (a review round: without the join) and deliver its video."""
+
+        def on_event(event: ProgressEvent) -> None:
+            recorder.see(event)
+            meter.see(event)
+            observer.event(event)
+
+        # No scene changes while the job is running (the store refuses), so this is the plan
+        # the whole run renders, and what the observer read when it started.
+        records = await self.store.scenes(job.id)
+        plan = await self.plan_for(job, records)
+        review_round = job.options.review and not all(r.approved for r in records)
+        out = job_video(self.outputs, job.id)
+        started = time.monotonic()
+        renderer = self.renderer(on_event, label=f"job {job.id}")
+        result = await renderer.render(plan, out, join=not review_round)
+        await recorder.flush()
+        self._learn(len(plan.scenes), time.monotonic() - started, result)
+        await self.store.save_events(job.id, _events_json(result.events))
+        if review_round:
+            state = await self.store.must_finish(self.store.end_review_round(job.id))
+            if state is JobState.REVIEW and isinstance(observer, ReviewObserver):
+                await _quietly(observer.reviewing(await self.store.job(job.id)))
+            return  # queued again if every scene was approved meanwhile: joined next run
+        delivered = await _delivered(observer.finished(await self.store.job(job.id), result))
+        await self.store.must_finish(self.store.mark_delivered(job.id))
+        if delivered:  # the clips stay in the cache: a revision joins them again
+            removed = remove_outputs(self.outputs, job.id)
+            log.info("job %d: delivered; removed %s", job.id,
+                     ", ".join(p.name for p in removed) or "nothing")  # fmt: skip
+        await self._finish(job.id, JobState.DONE, output=None if delivered else str(out))
+
+    async def _failed(
+        self,
+        job_id: int,
+        observer: JobObserver | None,
+        recorder: _ArtifactRecorder,
+        error: Exception,
+    ) -> None:
+        """Record the failure and tell the front end: a known error in its own words (with the
+        events so far, for /timeline), an unknown one logged in full."""
+        if isinstance(error, ReelbotError):
+            log.warning("job %d failed: %s", job_id, _failure(error, recorder.events))
+            await recorder.flush()
+            await self.store.save_events(job_id, _events_json(recorder.events))
+            reason = str(error)
+        else:
+            log.error("job %d failed unexpectedly", job_id, exc_info=error)
+            reason = "an unexpected error stopped the render; the log has the details"
+        await self._finish(job_id, JobState.FAILED, error=reason)
+        if observer is not None:
+            await _quietly(observer.failed(await self.store.job(job_id), reason))
+
     async def _finish(self, job_id: int, state: JobState, **values: str | None) -> None:
         await self.store.must_finish(self.store.set_state(job_id, state, **values))
-
-    async def _reload(self, job_id: int) -> Job:
-        job = await self.store.get_job(job_id)
-        if job is None:
-            raise JobNotFound(f"job {job_id} vanished from the store")
-        return job
 
     def _learn(self, scenes: int, seconds: float, result: RenderResult) -> None:
         made = sum(1 for e in result.events if isinstance(e, SceneEvent)
@@ -569,6 +598,8 @@ class _ArtifactRecorder:
 def _failure(error: ReelbotError, events: Sequence[ProgressEvent]) -> str:
     """For the operator's log: the scene and stage that failed, and why, in one line."""
     failed = next((e for e in reversed(events) if isinstance(e, JobFailed)), None)
+    if isinstance(error, JobTimedOut):
+        return str(error)
     if isinstance(error, SceneFailed):
         cause = error.cause
         reason = str(cause) if isinstance(cause, ReelbotError) else "an unexpected error (above)"

@@ -35,9 +35,9 @@ from pathlib import Path
 
 from pipeline.cache import ArtifactCache
 
-from .admission import DAY, Clock, month_start
 from .outputs import remove_outputs
-from .store import Job, JobState, SceneRecord, Store
+from .store import IN_QUEUE, Job, JobState, SceneRecord, Store, states_sql
+from .usage import DAY, Clock, month_start
 
 __all__ = ["SWEEP_INTERVAL", "ForgetHook", "ForgottenJob", "PostedMessage", "Retention"]
 
@@ -101,7 +101,7 @@ class Retention:
         await self.store.fetch("PRAGMA secure_delete = ON")
         async with self.store.transaction() as db:
             cursor = await db.execute(
-                "DELETE FROM jobs WHERE id = ? AND state NOT IN ('queued', 'running')", (job_id,)
+                f"DELETE FROM jobs WHERE id = ? AND state NOT IN {IN_QUEUE}", (job_id,)
             )
             deleted = cursor.rowcount == 1
             if deleted:  # the usage stays (it holds no script text); nothing is reserved
@@ -175,12 +175,9 @@ class Retention:
             return []
         now = self.clock()
         cutoff = now - self.keep_days * DAY
-        ended = ",".join(
-            f"'{s.value}'"
-            for s in (JobState.DONE, JobState.FAILED, JobState.CANCELLED, JobState.REVIEW)
-        )
+        ended = states_sql(JobState.DONE, JobState.FAILED, JobState.CANCELLED, JobState.REVIEW)
         rows = await self.store.fetch(
-            f"SELECT id FROM jobs WHERE state IN ({ended})"
+            f"SELECT id FROM jobs WHERE state IN {ended}"
             " AND COALESCE(finished_at, created_at) < ? ORDER BY id",
             (cutoff,),
         )

@@ -21,11 +21,21 @@ from typing import Any, Self, TypeVar
 import aiosqlite
 from pydantic import BaseModel, ConfigDict
 
-from pipeline.errors import ReelbotError
+from .errors import JobNotFound, StoreUnreadable
 
 T = TypeVar("T")
 
-__all__ = ["Job", "JobOptions", "JobState", "NewScene", "SceneRecord", "Store", "StoreUnreadable"]
+__all__ = [
+    "IN_QUEUE",
+    "Job",
+    "JobOptions",
+    "JobState",
+    "NewScene",
+    "SceneRecord",
+    "Store",
+    "count",
+    "states_sql",
+]
 
 
 class JobState(StrEnum):
@@ -47,8 +57,18 @@ class JobState(StrEnum):
         return self in (JobState.QUEUED, JobState.RUNNING, JobState.REVIEW)
 
 
+def states_sql(*states: JobState) -> str:
+    """Job states as an SQL list, `('queued', 'running')`: every state in a query is written
+    from the enum, never typed by hand."""
+    return "(" + ", ".join(f"'{state.value}'" for state in states) + ")"
+
+
+# States whose job holds a render slot (and the images it reserved): what the limits count.
+IN_QUEUE = states_sql(JobState.QUEUED, JobState.RUNNING)
 # States from which a scene may get a new version (the job is not being rendered right now).
-REVISABLE = (JobState.QUEUED, JobState.REVIEW, JobState.DONE, JobState.FAILED)
+REVISABLE = states_sql(JobState.QUEUED, JobState.REVIEW, JobState.DONE, JobState.FAILED)
+# ... and those a new version puts back in the queue (a queued job simply stays queued).
+AGAIN = states_sql(JobState.REVIEW, JobState.DONE, JobState.FAILED)
 
 
 class JobOptions(BaseModel):
@@ -120,18 +140,6 @@ class NewScene:
 _JOB_COLUMNS = [f.name for f in fields(Job)]
 _SCENE_COLUMNS = [f.name for f in fields(SceneRecord)]
 _ARTIFACTS = {"audio", "image", "clip"}
-_SCENE_EDITABLE = {"seed", "image_prompt", "negative_prompt", "image_message_id", "approved"}
-
-
-class StoreUnreadable(ReelbotError):
-    """The store's file cannot be opened or is not a database the bot can use."""
-
-    def __init__(self, path: Path, cause: BaseException) -> None:
-        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
-        super().__init__(
-            f"the bot's store {path} is unreadable ({reason}); move it aside to start with "
-            "an empty one, or restore it from a backup"
-        )
 
 
 class Store:
@@ -267,6 +275,21 @@ class Store:
         rows = await self._jobs("WHERE id = ?", (job_id,))
         return rows[0] if rows else None
 
+    async def job(self, job_id: int) -> Job:
+        """The job; JobNotFound if there is none (never made, or forgotten)."""
+        job = await self.get_job(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
+
+    async def job_here(self, job_id: int, guild_id: int | None) -> Job:
+        """The job a command or a button in `guild_id` names; JobNotFound also for another
+        server's job (a server never sees another's)."""
+        job = await self.get_job(job_id)
+        if job is None or job.guild_id != guild_id:
+            raise JobNotFound(job_id)
+        return job
+
     async def jobs_in(self, states: Iterable[JobState]) -> list[Job]:
         wanted = [s.value for s in states]
         marks = ",".join("?" * len(wanted))
@@ -371,21 +394,6 @@ class Store:
             (job_id, channel_id, message_id, kind, job_id),
         )
 
-    async def update_scene(self, job_id: int, number: int, *, new_version: bool = False,
-                           **values: Any) -> None:  # fmt: skip
-        unknown = set(values) - _SCENE_EDITABLE
-        if unknown:
-            raise ValueError(f"cannot edit scene fields {sorted(unknown)}")
-        assignments = [f"{name} = ?" for name in values]
-        if new_version:
-            assignments.append("version = version + 1")
-        if not assignments:
-            return
-        await self._db.execute(
-            f"UPDATE scenes SET {', '.join(assignments)} WHERE job_id = ? AND number = ?",
-            (*values.values(), job_id, number),
-        )
-
     # ------------------------------------------------------------ review
     #
     # Each of these is one conditional statement (or one transaction), so two clicks, or a
@@ -418,8 +426,8 @@ class Store:
         cursor = await self._db.execute(
             "UPDATE scenes SET approved = 1 WHERE job_id = ? AND number = ? AND version = ?"
             " AND approved = 0"
-            " AND EXISTS (SELECT 1 FROM jobs WHERE id = ? AND state != 'cancelled')",
-            (job_id, number, version, job_id),
+            " AND EXISTS (SELECT 1 FROM jobs WHERE id = ? AND state != ?)",
+            (job_id, number, version, job_id, JobState.CANCELLED.value),
         )
         return cursor.rowcount == 1
 
@@ -427,9 +435,9 @@ class Store:
         """Approve every scene of a job waiting for review; the numbers newly approved."""
         async with self._db.execute(
             "UPDATE scenes SET approved = 1 WHERE job_id = ? AND approved = 0"
-            " AND EXISTS (SELECT 1 FROM jobs WHERE id = ? AND state = 'review')"
+            " AND EXISTS (SELECT 1 FROM jobs WHERE id = ? AND state = ?)"
             " RETURNING number",
-            (job_id, job_id),
+            (job_id, job_id, JobState.REVIEW.value),
         ) as cursor:
             rows = await cursor.fetchall()
         return sorted(int(row[0]) for row in rows)
@@ -437,10 +445,10 @@ class Store:
     async def queue_if_approved(self, job_id: int) -> bool:
         """review → queued once every scene is approved; True if this call moved it."""
         cursor = await self._db.execute(
-            "UPDATE jobs SET state = 'queued', started_at = NULL, finished_at = NULL"
-            " WHERE id = ? AND state = 'review'"
+            "UPDATE jobs SET state = ?, started_at = NULL, finished_at = NULL"
+            " WHERE id = ? AND state = ?"
             " AND NOT EXISTS (SELECT 1 FROM scenes WHERE job_id = ? AND approved = 0)",
-            (job_id, job_id),
+            (JobState.QUEUED.value, job_id, JobState.REVIEW.value, job_id),
         )
         return cursor.rowcount == 1
 
@@ -450,8 +458,15 @@ class Store:
         await self._db.execute(
             "UPDATE jobs SET finished_at = ?, state = CASE"
             " WHEN EXISTS (SELECT 1 FROM scenes WHERE job_id = ? AND approved = 0)"
-            " THEN 'review' ELSE 'queued' END WHERE id = ? AND state = 'running'",
-            (time.time(), job_id, job_id),
+            " THEN ? ELSE ? END WHERE id = ? AND state = ?",
+            (
+                time.time(),
+                job_id,
+                JobState.REVIEW.value,
+                JobState.QUEUED.value,
+                job_id,
+                JobState.RUNNING.value,
+            ),
         )
         job = await self.get_job(job_id)
         return job.state if job is not None else JobState.CANCELLED
@@ -498,26 +513,33 @@ async def revise_scene_in(
     negative_prompt: str,
 ) -> SceneRecord | None:
     """`Store.revise_scene`'s two statements, inside the caller's transaction."""
-    revisable = ",".join(f"'{s.value}'" for s in REVISABLE)
     async with db.execute(
         "UPDATE scenes SET seed = ?, image_prompt = ?, negative_prompt = ?, approved = 0,"
         " version = version + 1 WHERE job_id = ? AND number = ?"
         " AND (version = ? OR (posted_version = ?"
-        "      AND EXISTS (SELECT 1 FROM jobs WHERE id = ? AND state = 'failed')))"
-        f" AND EXISTS (SELECT 1 FROM jobs WHERE id = ? AND state IN ({revisable}))"
+        "      AND EXISTS (SELECT 1 FROM jobs WHERE id = ? AND state = ?)))"
+        f" AND EXISTS (SELECT 1 FROM jobs WHERE id = ? AND state IN {REVISABLE})"
         f" RETURNING {', '.join(_SCENE_COLUMNS)}",
         (seed, image_prompt, negative_prompt, job_id, number, version, version, job_id,
-         job_id),
+         JobState.FAILED.value, job_id),
     ) as cursor:  # fmt: skip
         row = await cursor.fetchone()
     if row is None:
         return None
     await db.execute(
-        "UPDATE jobs SET state = 'queued', started_at = NULL, finished_at = NULL,"
-        " error = NULL WHERE id = ? AND state IN ('review', 'done', 'failed')",
-        (job_id,),
+        "UPDATE jobs SET state = ?, started_at = NULL, finished_at = NULL, error = NULL"
+        f" WHERE id = ? AND state IN {AGAIN}",
+        (JobState.QUEUED.value, job_id),
     )
     return _scene(row)
+
+
+async def count(db: aiosqlite.Connection, sql: str, params: Sequence[object] = ()) -> int:
+    """The one number a counting query answers (0 for none): for the modules that keep their
+    own queries inside a transaction (`bot/admission.py`, `bot/usage.py`)."""
+    async with db.execute(sql, params) as cursor:
+        row = await cursor.fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
 
 
 def _scene(row: aiosqlite.Row) -> SceneRecord:

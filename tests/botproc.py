@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import SECRET_VARS
-from tests.fakes.discord_server import FakeDiscord, InjectedInteraction, RecordedMessage, Revision
+from tests.fakes.discord import FakeDiscord, InjectedInteraction, RecordedMessage, Revision
 
 ROOT = Path(__file__).resolve().parents[1]
 # Small, fast renders: few frames, short pads; the other engineers' heavier stages off.

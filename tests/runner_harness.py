@@ -11,8 +11,9 @@ from typing import Any
 
 import httpx
 
+from bot.admission import JobRequest
 from bot.config import BotSettings
-from bot.jobs import JobRequest, JobRunner
+from bot.jobs import JobRunner
 from bot.retention import ForgottenJob
 from bot.store import Job, JobOptions, JobState, Store
 from pipeline.events import ProgressEvent
@@ -54,6 +55,9 @@ class Recorder:
     def observer_for(self, job: Job) -> Recorder:
         return self
 
+    def queued(self, job: Job) -> None:
+        pass
+
     async def started(self, job: Job) -> None:
         self.outcomes[job.id] = "started"
 
@@ -70,7 +74,7 @@ class Recorder:
     async def failed(self, job: Job, reason: str) -> None:
         self.outcomes[job.id] = f"failed: {reason}"
 
-    async def cancelled(self, job: Job) -> None:
+    async def cancelled(self, job: Job, by: int | None) -> None:
         self.outcomes[job.id] = "cancelled"
 
 

@@ -19,18 +19,18 @@ from typing import Any
 
 import pytest
 
-from bot.admission import (
-    DAY,
+from bot.admission import JobRequest
+from bot.config import BotSettings
+from bot.errors import (
     AdmissionRefused,
     ImageBudgetSpent,
     QueueFull,
     RateLimited,
     UserLimitReached,
-    day_start,
 )
-from bot.config import BotSettings
-from bot.jobs import JobRequest, JobRunner
+from bot.jobs import JobRunner
 from bot.store import Job, JobOptions, JobState
+from bot.usage import DAY, day_start
 from pipeline.errors import ScriptError
 from tests.fakes.speech import FakeSpeech
 from tests.fakes.together import FakeTogether

@@ -11,9 +11,8 @@ from discord import app_commands
 
 from bot.__main__ import RedactToken, main
 from bot.app import GENERIC_FAILURE, bot_intents, user_message
-from bot.checks import Refusal
 from bot.cogs.render import RenderCog
-from bot.jobs import QueueFull
+from bot.errors import QueueFull, Refusal
 from pipeline.errors import ScriptError
 
 ROOT = Path(__file__).resolve().parents[1]

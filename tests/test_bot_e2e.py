@@ -29,7 +29,7 @@ from tests.botproc import (
     scene_rows,
     toml_text,
 )
-from tests.fakes.discord_server import (
+from tests.fakes.discord import (
     AttachmentSpec,
     ChannelSpec,
     FakeDiscord,

@@ -30,7 +30,7 @@ from tests.botproc import (
     running_bot,
     toml_text,
 )
-from tests.fakes.discord_server import (
+from tests.fakes.discord import (
     AttachmentSpec,
     FakeDiscord,
     GuildSpec,

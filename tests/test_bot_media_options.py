@@ -33,7 +33,7 @@ from tests.botproc import (
     running_bot,
     toml_text,
 )
-from tests.fakes.discord_server import (
+from tests.fakes.discord import (
     AttachmentSpec,
     FakeDiscord,
     GuildSpec,

@@ -14,24 +14,26 @@ import discord
 import pytest
 
 from bot.config import DiscordConfig
-from bot.progress_message import (
-    EditCoalescer,
+from bot.progress_embed import (
     FailureView,
     Phase,
-    ProgressMessage,
     ProgressView,
     SceneLine,
     build_embed,
     scene_lines,
     view_of,
 )
+from bot.progress_message import EditCoalescer, ProgressMessage
 from bot.store import Job, JobOptions, NewScene, Store
 from pipeline.events import JobFailed, JobStarted, RetryWait, SceneEvent, Stage, Status
 from pipeline.progress import RenderProgress
 from tests.botproc import scene_rows
-from tests.fakes.discord_server import FakeDiscord, GuildSpec, Revision
+from tests.fakes.discord import FakeDiscord, GuildSpec, Revision
+
+from .clock import ManualClock
 
 S = Status
+NOW = 1_750_075_200.0  # the wall clock the embeds are drawn at
 
 
 def view(scenes: list[SceneLine], **extra: object) -> ProgressView:
@@ -41,7 +43,7 @@ def view(scenes: list[SceneLine], **extra: object) -> ProgressView:
         "user_id": 42,
         "phase": Phase.RUNNING,
         "scenes": tuple(scenes),
-        "started_at": time.time() - 75,
+        "started_at": NOW - 75,
         "fraction": 0.5,
         "remaining": 30.0,
     }
@@ -63,7 +65,8 @@ def test_each_scene_shows_each_stage_with_a_symbol() -> None:
                 SceneLine(2, (S.DONE, S.STARTED, S.WAITING)),
                 SceneLine(3, (S.STARTED, S.WAITING, None)),
             ]
-        )
+        ),
+        NOW,
     )
     rows = scene_rows(as_revision(embed))
     assert rows[1].symbols == ("✅", "☑️", "✅")
@@ -86,7 +89,7 @@ def test_a_failure_names_the_scene_the_stage_and_what_to_do() -> None:
     ):
         progress.apply(event)
     job = _job(scene_count=2)
-    embed = build_embed(view_of(progress, job, Phase.FAILED, started_at=time.time()))
+    embed = build_embed(view_of(progress, job, Phase.FAILED, started_at=NOW), NOW)
     assert embed.description is not None
     assert "❌ **Failed** at scene 2, image stage" in embed.description
     assert scene_rows(as_revision(embed))[2].symbols == ("✅", "❌", "▫️")
@@ -105,16 +108,16 @@ def test_a_rate_limit_wait_is_shown_on_its_scene_until_the_image_moves_on() -> N
     ):
         progress.apply(event)
     job = _job(scene_count=2)
-    embed = build_embed(view_of(progress, job, Phase.RUNNING, started_at=time.time()))
+    embed = build_embed(view_of(progress, job, Phase.RUNNING, started_at=NOW), NOW)
     assert embed.description is not None
     assert f"🔄 ▫️ — {waiting}" in embed.description
     progress.apply(SceneEvent(40.5, 1, Stage.IMAGE, Status.DONE))
-    embed = build_embed(view_of(progress, job, Phase.RUNNING, started_at=time.time()))
+    embed = build_embed(view_of(progress, job, Phase.RUNNING, started_at=NOW), NOW + 41)
     assert embed.description is not None and "rate limit" not in embed.description
 
 
 def test_a_queued_job_shows_its_scenes_still_to_do() -> None:
-    embed = build_embed(view_of(RenderProgress(), _job(scene_count=4), Phase.QUEUED))
+    embed = build_embed(view_of(RenderProgress(), _job(scene_count=4), Phase.QUEUED), NOW)
     assert embed.description is not None and "Queued" in embed.description
     assert "▰" not in embed.description  # no bar before it starts
     assert [r.symbols for r in scene_rows(as_revision(embed)).values()] == [("▫️",) * 3] * 4
@@ -133,7 +136,8 @@ def test_many_scenes_stay_within_discord_limits(count: int) -> None:
             phase=Phase.FAILED,
             failure=FailureView("y" * 3000, 3, Stage.CLIP),
             note="z" * 3000,
-        )
+        ),
+        NOW,
     )
     assert embed.description is not None and len(embed.description) <= 4096
     assert len(embed) <= 6000 and len(embed.fields) <= 25
@@ -154,17 +158,19 @@ def test_scene_runs_in_the_same_state_are_compressed_into_ranges() -> None:
 
 
 async def test_a_burst_of_states_is_drawn_calmly_and_the_last_one_wins() -> None:
+    clock = ManualClock()
     drawn: list[tuple[float, int]] = []
 
     async def draw(state: int) -> None:
-        drawn.append((time.monotonic(), state))
+        drawn.append((clock(), state))
 
-    coalescer = EditCoalescer(draw, interval=0.2)
-    start = time.monotonic()
+    coalescer = EditCoalescer(draw, interval=0.2, clock=clock, sleep=clock.sleep)
+    start = clock()
     for state in range(60):
         coalescer.update(state)
-        await asyncio.sleep(0.01)
-    await coalescer.close(999)
+        await clock.advance(0.01)
+    closing = asyncio.create_task(coalescer.close(999))
+    await clock.until_done(closing, step=0.01, at_most=1.0)
     assert drawn[0][0] == pytest.approx(start, abs=0.15) and drawn[0][1] == 0  # at once
     assert drawn[-1][1] == 999  # the final state, always
     gaps = [b[0] - a[0] for a, b in itertools.pairwise(drawn)]
@@ -172,7 +178,7 @@ async def test_a_burst_of_states_is_drawn_calmly_and_the_last_one_wins() -> None
     assert len(drawn) <= 2 + (drawn[-1][0] - start) / 0.2
     assert [s for _, s in drawn] == sorted(s for _, s in drawn)  # never an older state
     coalescer.update(1000)  # after close: ignored
-    await asyncio.sleep(0.05)
+    await clock.advance(0.05)
     assert drawn[-1][1] == 999
 
 
@@ -184,11 +190,13 @@ async def test_a_failed_draw_does_not_stop_the_next_ones() -> None:
             raise discord.DiscordException("boom")
         drawn.append(state)
 
-    coalescer = EditCoalescer(draw, interval=0.05)
+    clock = ManualClock()
+    coalescer = EditCoalescer(draw, interval=0.05, clock=clock, sleep=clock.sleep)
     coalescer.update("bad")
     await coalescer.wait_drawn()
     coalescer.update("good")
-    await coalescer.close("final")
+    closing = asyncio.create_task(coalescer.close("final"))
+    await clock.until_done(closing, step=0.01, at_most=1.0)
     assert drawn[-1] == "final" and "bad" not in drawn
 
 

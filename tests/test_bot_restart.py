@@ -17,7 +17,7 @@ from tests.botproc import (
     scene_rows,
     toml_text,
 )
-from tests.fakes.discord_server import (
+from tests.fakes.discord import (
     AttachmentSpec,
     FakeDiscord,
     GuildSpec,

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from bot.config import BotSettings
-from bot.store import JobState, Store, StoreUnreadable
+from bot.errors import StoreUnreadable
+from bot.store import JobState, Store
 from tests.botproc import bot_env
-from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.discord import FakeDiscord
 from tests.fakes.together import FakeTogether
 
 from .test_cli import cli_env

@@ -21,7 +21,7 @@ from tests.botproc import (
     running_bot,
     toml_text,
 )
-from tests.fakes.discord_server import (
+from tests.fakes.discord import (
     AttachmentSpec,
     FakeDiscord,
     GuildSpec,
@@ -30,7 +30,7 @@ from tests.fakes.discord_server import (
     Upload,
     UserSpec,
 )
-from tests.fakes.kokoro import FakeKokoro
+from tests.fakes.speech import FakeSpeech
 from tests.fakes.together import FakeTogether
 from tests.media import ffprobe
 
@@ -48,7 +48,7 @@ DIALOGUE = (
 @dataclass
 class World:
     fake: FakeDiscord
-    kokoro: FakeKokoro
+    kokoro: FakeSpeech
     bot: BotProcess
 
 
@@ -60,7 +60,7 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
     async with (
         FakeDiscord(guilds=[GUILD]) as fake,
         FakeTogether(latency=0.05) as together,
-        FakeKokoro(voices=MANY) as kokoro,
+        FakeSpeech(voices=MANY) as kokoro,
     ):
         env = bot_env(fake, together_url=together.base_url, speech_url=kokoro.base_url,
                       data_dir=tmp / "data", extra={"REELBOT_TTS__PROVIDER": "kokoro"})  # fmt: skip
@@ -133,7 +133,7 @@ async def test_a_two_speaker_script_speaks_with_each_scenes_voice(
     upload = await delivered(world, await render(world))
     asked = [r.json["voice"] for r in world.kokoro.requests[before:]]
     assert sorted(asked) == ["af_heart", "bf_emma", "bm_george"]  # scene 3: Kokoro's default
-    assert world.kokoro.contract_errors == []
+    assert world.kokoro.violations == []
     video = tmp_path / "keepers.mp4"
     video.write_bytes(upload.data)
     assert ffprobe(video).duration > 3

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 import yarl
 
-from tests.fakes.discord_server import (
+from tests.fakes.discord import (
     AttachmentSpec,
     ChannelSpec,
     FakeDiscord,

@@ -10,12 +10,15 @@ from typing import Any
 import httpx
 import pytest
 
+from bot.admission import JobRequest
 from bot.config import BotSettings
-from bot.jobs import JobRequest, JobRunner, QueueFull, UserLimitReached
+from bot.errors import QueueFull, UserLimitReached
+from bot.jobs import JobRunner
 from bot.store import Job, JobOptions, JobState, Store
 from pipeline.events import ProgressEvent, SceneEvent, Stage, Status
 from pipeline.render import RenderResult
 from tests.fakes.audio import make_wav
+from tests.fakes.server import CLIENT_CLOSED
 from tests.fakes.speech import FakeSpeech
 from tests.fakes.together import FakeTogether
 
@@ -43,6 +46,9 @@ class RecordingObserver:
         self.outcome: str | None = None
         self.done = asyncio.Event()
 
+    def queued(self, job: Job) -> None:
+        self.outcome = "queued"
+
     async def started(self, job: Job) -> None:
         self.outcome = "started"
 
@@ -58,7 +64,7 @@ class RecordingObserver:
         self.outcome, self.reason = "failed", reason
         self.done.set()
 
-    async def cancelled(self, job: Job) -> None:
+    async def cancelled(self, job: Job, by: int | None) -> None:
         self.outcome = "cancelled"
         self.done.set()
 
@@ -269,3 +275,46 @@ async def test_a_job_whose_music_was_evicted_fails_in_plain_words(
         failed = await harness.wait_state(job.id, JobState.FAILED)
     assert failed.error is not None and "music file is no longer kept" in failed.error
     assert harness.observers[job.id].reason == failed.error
+
+
+async def test_a_run_past_the_job_timeout_is_stopped_and_says_so(
+    bot_settings: Callable[..., BotSettings], fakes: tuple[FakeTogether, FakeSpeech]
+) -> None:
+    fakes[1].latency = 60.0  # the narration would come long after the job's time is up
+    speech = fakes[1]
+    settings = bot_settings(queue={"job_timeout": 1.0})
+    harness = Harness(settings, settings.storage.data_dir / "bot.sqlite3")
+    async with harness as runner:
+        await runner.start()
+        job = await runner.submit(request())
+        failed = await harness.wait_state(job.id, JobState.FAILED)
+        assert not runner.is_running(job.id)  # its slot is free for the next job
+        async with asyncio.timeout(30):  # the server sees the requests cut off
+            while speech.in_flight:
+                await asyncio.sleep(0.02)
+    assert failed.error == (
+        "the render ran longer than 1 s, the limit for one job ([queue] job_timeout), "
+        "and was stopped"
+    )
+    observer = harness.observers[job.id]
+    assert observer.outcome == "failed" and observer.reason == failed.error
+    assert speech.requests and all(r.status == CLIENT_CLOSED for r in speech.requests)
+    assert failed.events is not None and '"JobStarted"' in failed.events  # kept for /timeline
+
+
+async def test_a_job_waiting_for_review_is_not_running_and_does_not_time_out(
+    bot_settings: Callable[..., BotSettings], tmp_path: Path
+) -> None:
+    harness = Harness(bot_settings(queue={"job_timeout": 120.0}), tmp_path / "bot.sqlite3")
+    async with harness as runner:
+        await runner.start()
+        job = await runner.submit(request(review=True))
+        await harness.wait_state(job.id, JobState.REVIEW)
+        # No task, so no timeout: the wait for people is not a run.
+        assert not runner.is_running(job.id)
+        _, approval = await runner.approve_all(job.id)
+        assert approval.queued
+        runner.wake()
+        done = await harness.wait_state(job.id, JobState.DONE, JobState.FAILED)
+    assert done.state is JobState.DONE and done.error is None
+    assert harness.observers[job.id].outcome == "finished"

@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from bot.admission import DAY
-from bot.cogs.render import save_music
 from bot.config import BotSettings
 from bot.jobs import JobRunner
 from bot.store import JobState
+from bot.uploads import save_music
+from bot.usage import DAY
 from pipeline.cache import ArtifactCache
 from tests.fakes.audio import make_wav
 from tests.fakes.speech import FakeSpeech

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from tests.botproc import bot_env, delivered_or_failed, running_bot, toml_text
-from tests.fakes.discord_server import AttachmentSpec, ChannelSpec, FakeDiscord, GuildSpec
+from tests.fakes.discord import AttachmentSpec, ChannelSpec, FakeDiscord, GuildSpec
 from tests.fakes.speech import FakeSpeech
 from tests.fakes.together import FakeTogether
 

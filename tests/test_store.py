@@ -31,19 +31,23 @@ async def test_close_waits_for_writes_whose_caller_was_cancelled(tmp_path: Path)
     db = tmp_path / "bot.sqlite3"
     store = await Store.open(db)
     job_id = await new_job(store)
+    on_its_way, go_on = asyncio.Event(), asyncio.Event()
 
     async def final_state() -> None:
-        await asyncio.sleep(0.2)  # the write is still on its way when the caller is cancelled
+        on_its_way.set()
+        await go_on.wait()  # the write is still on its way when the caller is cancelled
         await store.set_state(job_id, JobState.FAILED, error="recorded")
 
     async def caller_task() -> None:
         await store.must_finish(final_state())
 
     caller = asyncio.create_task(caller_task())
-    await asyncio.sleep(0.05)
+    await on_its_way.wait()
     caller.cancel()
     await asyncio.gather(caller, return_exceptions=True)
-    await store.close()  # must wait for the write, not cut it off
+    closing = asyncio.create_task(store.close())  # must wait for the write, not cut it off
+    go_on.set()  # the write goes on only once the store is closing
+    await closing
 
     async with await Store.open(db) as reopened:
         job = await reopened.get_job(job_id)

@@ -15,12 +15,13 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from pipeline.errors import ReelbotError
-
 from ..answers import answer
 from ..app import ReelBot
-from ..checks import Refusal, is_moderator
+from ..checks import is_moderator, may_manage
+from ..errors import Refusal
+from ..job_option import job_choices
 from ..retention import ForgottenJob
+from ..text import plain
 
 __all__ = ["ForgetCog", "forget_summary", "setup"]
 
@@ -37,11 +38,9 @@ class ForgetCog(commands.Cog):
     @app_commands.describe(job="The job number (from /render's answer or /queue)")
     @app_commands.guild_only()
     async def forget(self, interaction: Interaction, job: app_commands.Range[int, 1]) -> None:
-        found = await self.bot.store.get_job(job)
-        if found is None or found.guild_id != interaction.guild_id:
-            raise ReelbotError(f"there is no job #{job} on this server (it may be forgotten)")
+        found = await self.bot.store.job_here(job, interaction.guild_id)
         user = interaction.user
-        if found.user_id != user.id and not is_moderator(user, self.bot.settings.discord):
+        if not may_manage(user, found, self.bot.settings.discord):
             raise Refusal(
                 f"Only the person who started job #{job} or a moderator can make me forget it."
             )
@@ -55,24 +54,15 @@ class ForgetCog(commands.Cog):
         self, interaction: Interaction, current: str
     ) -> list[app_commands.Choice[int]]:
         moderator = is_moderator(interaction.user, self.bot.settings.discord)
-        typed = current.strip().lstrip("#")
-        jobs = [
-            j
-            for j in await self.bot.store.recent_jobs(100)
-            if j.guild_id == interaction.guild_id
-            and (moderator or j.user_id == interaction.user.id)
-            and str(j.id).startswith(typed)
-        ]
-        return [
-            app_commands.Choice(name=f"#{j.id} {j.title} ({j.state.value})"[:100], value=j.id)
-            for j in jobs[:25]
-        ]
+        jobs = [j for j in await self.bot.store.recent_jobs(100)
+                if moderator or j.user_id == interaction.user.id]  # fmt: skip
+        return job_choices(jobs, interaction, current)
 
 
 def forget_summary(forgotten: ForgottenJob) -> str:
     """What /forget answers: what is gone, in a sentence or two."""
     job = forgotten.job
-    title = discord.utils.escape_mentions(discord.utils.escape_markdown(job.title))[:100]
+    title = plain(job.title, 100)
     files = len(forgotten.removed)
     text = (
         f"Forgot job #{job.id} ({title}): its script, review history and {files} "

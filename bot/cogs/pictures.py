@@ -34,7 +34,9 @@ from pipeline.timeline import (
 )
 
 from ..app import ReelBot
+from ..job_option import job_choices
 from ..store import Job, JobState
+from ..text import plain
 
 __all__ = ["PicturesCog", "setup", "stored_events", "timeline_summary"]
 
@@ -51,9 +53,7 @@ class PicturesCog(commands.Cog):
     @app_commands.describe(job="The job number (from /render's answer or /queue)")
     @app_commands.guild_only()
     async def timeline(self, interaction: Interaction, job: app_commands.Range[int, 1]) -> None:
-        found = await self.bot.store.get_job(job)
-        if found is None or found.guild_id != interaction.guild_id:
-            raise ReelbotError(f"there is no job #{job} on this server")
+        found = await self.bot.store.job_here(job, interaction.guild_id)
         if found.state is JobState.RUNNING:
             raise ReelbotError(f"job #{job} is rendering right now; ask again once it has finished")
         events = stored_events(found)
@@ -72,16 +72,8 @@ class PicturesCog(commands.Cog):
     async def _drawable_job(
         self, interaction: Interaction, current: str
     ) -> list[app_commands.Choice[int]]:
-        typed = current.strip().lstrip("#")
-        jobs = [
-            j
-            for j in await self.bot.store.recent_jobs(100)
-            if j.guild_id == interaction.guild_id and j.events and str(j.id).startswith(typed)
-        ]
-        return [
-            app_commands.Choice(name=f"#{j.id} {j.title} ({j.state.value})"[:100], value=j.id)
-            for j in jobs[:25]
-        ]
+        jobs = [j for j in await self.bot.store.recent_jobs(100) if j.events]
+        return job_choices(jobs, interaction, current)
 
 
 def stored_events(job: Job) -> list[ProgressEvent]:
@@ -97,7 +89,7 @@ def stored_events(job: Job) -> list[ProgressEvent]:
 
 def timeline_summary(job: Job, events: Sequence[ProgressEvent], chart: TimelineChart) -> str:
     """One line under the chart: how long it took, what ran, what was reused, the bound."""
-    title = discord.utils.escape_mentions(discord.utils.escape_markdown(job.title))[:200]
+    title = plain(job.title)
     ran = sum(1 for bar in chart.bars if not bar.is_wait)
     reused = len(cached_marks(events))
     text = (

@@ -16,10 +16,12 @@ from pipeline.errors import ReelbotError
 
 from ..answers import answer
 from ..app import ReelBot
-from ..checks import Refusal, is_moderator
+from ..checks import is_moderator, may_manage
+from ..errors import Refusal
+from ..job_option import job_choices
 from ..jobs import QueueEntry
-from ..progress_message import format_duration
 from ..store import Job, JobState
+from ..text import format_duration, plain
 
 __all__ = ["QueueCog", "queue_embed", "setup", "status_embed"]
 
@@ -49,7 +51,7 @@ class QueueCog(commands.Cog):
     @app_commands.describe(job="The job number (from /render's answer or /queue)")
     @app_commands.guild_only()
     async def status(self, interaction: Interaction, job: app_commands.Range[int, 1]) -> None:
-        found = await self._job_here(interaction, job)
+        found = await self.bot.store.job_here(job, interaction.guild_id)
         entry = next((e for e in await self.bot.runner.queue() if e.job.id == job), None)
         await answer(interaction, embed=status_embed(found, entry))
 
@@ -57,29 +59,22 @@ class QueueCog(commands.Cog):
     @app_commands.describe(job="The job number (from /render's answer or /queue)")
     @app_commands.guild_only()
     async def cancel(self, interaction: Interaction, job: app_commands.Range[int, 1]) -> None:
-        found = await self._job_here(interaction, job)
+        found = await self.bot.store.job_here(job, interaction.guild_id)
         user = interaction.user
-        if found.user_id != user.id and not is_moderator(user, self.bot.settings.discord):
+        if not may_manage(user, found, self.bot.settings.discord):
             raise Refusal(f"Only the person who started job #{job} or a moderator can cancel it.")
         if not found.state.active:
             raise ReelbotError(f"job #{job} is already {found.state.value}")
         # Stopping a running render waits for its processes to be killed: defer first.
         await interaction.response.defer(ephemeral=True, thinking=True)
-        presenter = self.bot.presenters.get(job)
-        if presenter is not None:
-            presenter.cancelled_by = user.id
-        was_running = self.bot.runner.is_running(job)
-        cancelled = await self.bot.runner.cancel(job)
-        if not was_running:  # a queued job has no observer running: update its message here
-            await self.bot.presenters.show_cancelled(cancelled, by=user.id)
+        cancelled = await self.bot.runner.cancel(job, by=user.id)  # its message says so
         await answer(interaction, f"Cancelled job #{job} ({cancelled.title}).")
 
     @status.autocomplete("job")
     async def _any_job(
         self, interaction: Interaction, current: str
     ) -> list[app_commands.Choice[int]]:
-        jobs = await self.bot.store.recent_jobs(100)
-        return _choices(jobs, interaction, current)
+        return job_choices(await self.bot.store.recent_jobs(100), interaction, current)
 
     @cancel.autocomplete("job")
     async def _active_job(
@@ -88,24 +83,7 @@ class QueueCog(commands.Cog):
         jobs = await self.bot.store.jobs_in([JobState.QUEUED, JobState.RUNNING, JobState.REVIEW])
         if not is_moderator(interaction.user, self.bot.settings.discord):
             jobs = [j for j in jobs if j.user_id == interaction.user.id]
-        return _choices(jobs, interaction, current)
-
-    async def _job_here(self, interaction: Interaction, job_id: int) -> Job:
-        job = await self.bot.store.get_job(job_id)
-        if job is None or job.guild_id != interaction.guild_id:
-            raise ReelbotError(f"there is no job #{job_id} on this server")
-        return job
-
-
-def _choices(
-    jobs: list[Job], interaction: Interaction, current: str
-) -> list[app_commands.Choice[int]]:
-    here = [j for j in jobs if j.guild_id == interaction.guild_id]
-    matching = [j for j in here if str(j.id).startswith(current.strip().lstrip("#"))]
-    return [
-        app_commands.Choice(name=f"#{j.id} {j.title} ({j.state.value})"[:100], value=j.id)
-        for j in matching[:25]
-    ]
+        return job_choices(jobs, interaction, current)
 
 
 def _place(entry: QueueEntry) -> str:
@@ -120,8 +98,8 @@ def queue_embed(entries: list[QueueEntry], guild_id: int | None) -> discord.Embe
     elsewhere = len(entries) - len(here)
     embed = discord.Embed(title="Render queue", colour=discord.Colour.blurple())
     lines = [
-        f"`#{e.job.id}` {STATE_SYMBOLS[e.job.state]} **{_short(e.job.title)}** · <@{e.job.user_id}>"
-        f" · {e.job.scene_count} scenes · {_place(e)}"
+        f"`#{e.job.id}` {STATE_SYMBOLS[e.job.state]} **{plain(e.job.title, 60)}**"
+        f" · <@{e.job.user_id}> · {e.job.scene_count} scenes · {_place(e)}"
         for e in here[:MAX_LISTED]
     ]
     if len(here) > MAX_LISTED:
@@ -134,7 +112,7 @@ def queue_embed(entries: list[QueueEntry], guild_id: int | None) -> discord.Embe
 
 def status_embed(job: Job, entry: QueueEntry | None) -> discord.Embed:
     embed = discord.Embed(
-        title=f"Job #{job.id}: {_short(job.title, 200)}", colour=discord.Colour.blurple()
+        title=f"Job #{job.id}: {plain(job.title)}", colour=discord.Colour.blurple()
     )
     embed.add_field(name="State", value=f"{STATE_SYMBOLS[job.state]} {job.state.value}")
     embed.add_field(name="Requested by", value=f"<@{job.user_id}>")
@@ -151,11 +129,6 @@ def status_embed(job: Job, entry: QueueEntry | None) -> discord.Embed:
         )
         embed.add_field(name="Progress", value=f"[progress message]({url})", inline=False)
     return embed
-
-
-def _short(title: str, limit: int = 60) -> str:
-    text = discord.utils.escape_markdown(title)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import logging
-import secrets
 from pathlib import Path
 from typing import Literal, cast
 
@@ -26,21 +24,20 @@ from discord import app_commands
 from discord.ext import commands
 
 from pipeline.cache import ArtifactCache
-from pipeline.errors import MediaError, ReelbotError, ScriptError
-from pipeline.media import probe
+from pipeline.errors import ReelbotError, ScriptError
 from pipeline.soundtrack import MUSIC_SUFFIXES
 from pipeline.tts.base import VoiceInfo
 from pipeline.tts.voices import VoiceCatalogue, list_voices_of, match_voices
 
+from ..admission import JobRequest
 from ..answers import answer
 from ..app import ReelBot
 from ..checks import bot_can_post, render_allowed, render_rate_limit
-from ..delivery import format_size
-from ..jobs import JobRequest
-from ..progress_message import format_duration
 from ..store import Job, JobOptions
+from ..text import format_duration, format_size, ordinal, plain
+from ..uploads import keep_music
 
-__all__ = ["RenderCog", "ScriptModal", "save_music", "setup"]
+__all__ = ["RenderCog", "ScriptModal", "setup"]
 
 SCRIPT_EXTENSIONS = (".md", ".markdown", ".txt", ".json")
 MUSIC_EXTENSIONS = tuple(sorted(MUSIC_SUFFIXES))
@@ -163,7 +160,7 @@ class RenderCog(commands.Cog):
             )
 
     def _check_music(self, attachment: discord.Attachment) -> None:
-        name = _shown(attachment.filename)
+        name = plain(attachment.filename, 100)
         content_type = (attachment.content_type or "").split(";")[0].strip().lower()
         audio_type = not content_type or content_type.startswith("audio/")
         if not attachment.filename.lower().endswith(MUSIC_EXTENSIONS) or not (
@@ -197,44 +194,35 @@ class RenderCog(commands.Cog):
             filename=filename,
             options=options,
         )
+        # A bad script is refused before the music is fetched, and read only this once.
+        script = self.bot.runner.check(request)
         if music is not None:
-            self.bot.runner.parse(request)  # a bad script: refused before the music is fetched
             saved = await self._save_music(music)
             request = dataclasses.replace(
                 request, options=options.model_copy(update={"music": str(saved)})
             )
-        # The one way in (bot/admission.py): ScriptError, or a refusal naming the limit. Music
-        # saved for a refused render is removed by the keep_days sweep (bot/retention.py).
-        job = await self.bot.runner.submit(request)
-        self.bot.presenters.announce(job)  # before any await: the runner may start it next
+        # The one way in (bot/admission.py): a refusal naming the limit, or the job, shown
+        # queued. Music saved for a refused render is removed by the keep_days sweep.
+        job = await self.bot.runner.submit(request, script)
         await answer(interaction, await self._queued_text(job))
 
     async def _save_music(self, attachment: discord.Attachment) -> Path:
         """Download a checked music attachment and keep it by its content's hash; refuse it
         if ffprobe finds no audio in it."""
-        name = _shown(attachment.filename)
+        name = plain(attachment.filename, 100)
         limit = self.bot.settings.discord.max_music_bytes
         data = await attachment.read()
         if len(data) > limit:  # the size Discord announced was not the real one
             raise ReelbotError(f"{name} is larger than {format_size(limit)}, the limit for music")
         suffix = next(s for s in MUSIC_EXTENSIONS if attachment.filename.lower().endswith(s))
         cache = ArtifactCache(self.bot.settings.storage.data_dir / "cache")
-        path, fresh = await asyncio.to_thread(save_music, data, cache, suffix)
-        try:
-            info = await probe(path)
-        except MediaError:
-            info = None
-        if info is None or info.stream("audio") is None or info.duration <= 0:
-            if fresh:
-                path.unlink(missing_ok=True)
-            raise ReelbotError(f"{name} holds no audio I can play; attach another music file")
-        return path
+        return await keep_music(data, cache, suffix, name=name)
 
     async def _queued_text(self, job: Job) -> str:
         entry = next((e for e in await self.bot.runner.queue() if e.job.id == job.id), None)
         when = ""
         if entry is not None:
-            start = f"{_ordinal(entry.position)} in line" if entry.position else "rendering now"
+            start = f"{ordinal(entry.position)} in line" if entry.position else "rendering now"
             when = f", {start}; done in about {format_duration(entry.estimate)}"
         text = (
             f"Queued as **job #{job.id}** ({job.scene_count} scene"
@@ -254,29 +242,6 @@ def _choice_name(voice: VoiceInfo) -> str:
     return name if len(name) <= 100 else name[:99] + "…"
 
 
-def save_music(data: bytes, cache: ArtifactCache, suffix: str) -> tuple[Path, bool]:
-    """Keep `data` in the artifact cache under its sha256 (so the cache's size cap covers
-    uploaded music too), written under a temporary name, then renamed; the path, and whether
-    it was written now (False: it was there already)."""
-    path = cache.path("music", hashlib.sha256(data).hexdigest(), suffix)
-    if path.is_file() and path.stat().st_size == len(data):
-        return path, False
-    folder = path.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    temp = folder / f".{path.name}.{secrets.token_hex(4)}.part"
-    try:
-        temp.write_bytes(data)
-        temp.replace(path)
-    finally:
-        temp.unlink(missing_ok=True)
-    return path, True
-
-
-def _shown(filename: str) -> str:
-    """A user's file name, safe to show in a message."""
-    return discord.utils.escape_markdown(filename[:100])
-
-
 def _decode(data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
@@ -285,11 +250,6 @@ def _decode(data: bytes) -> str:
             "this is not UTF-8 text (is it a binary file?); save the script as UTF-8",
             line=data[: exc.start].count(b"\n") + 1,
         ) from None
-
-
-def _ordinal(n: int) -> str:
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -1,6 +1,6 @@
 """`/usage`: this server's paid images and renders, today and this month.
 
-Counted from the store (`bot/admission.py`): the images are the paid image requests made
+Counted from the store (`bot/usage.py`): the images are the paid image requests made
 (regenerations included; an image reused from the cache is free), the renders are the
 accepted /render jobs. Days and months are UTC. Everyone sees the server's totals and their
 own numbers, with what is left of the daily budgets; a moderator also sees each person's.
@@ -8,91 +8,26 @@ own numbers, with what is left of the daily budgets; a moderator also sees each 
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass, field
 from typing import cast
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from ..admission import DAY, ImageUse, day_start, image_use, month_start
 from ..answers import answer
 from ..app import ReelBot
 from ..checks import is_moderator
-from ..config import RateLimitConfig
-from ..store import Store
+from ..text import plain, plural
+from ..usage import DAY, ImageUse, UsageReport, day_start, usage_report
 
-__all__ = ["PersonUsage", "UsageCog", "UsageReport", "setup", "usage_embed", "usage_report"]
+__all__ = ["UsageCog", "setup", "usage_embed"]
 
 Interaction = discord.Interaction[ReelBot]
 MAX_PEOPLE = 20
 
 
-@dataclass
-class PersonUsage:
-    user_id: int
-    images_today: int = 0
-    images_month: int = 0
-    renders_today: int = 0
-    renders_month: int = 0
-
-
-@dataclass(frozen=True)
-class UsageReport:
-    now: float
-    total: PersonUsage  # the whole server (user_id 0)
-    people: list[PersonUsage]  # this month, most images first
-    server_today: ImageUse  # what the server's daily budget counts now
-    you_today: ImageUse  # what your daily budget counts now (across servers)
-    limits: RateLimitConfig
-    you: PersonUsage = field(default_factory=lambda: PersonUsage(0))
-
-
-async def usage_report(
-    store: Store, guild_id: int, user_id: int, limits: RateLimitConfig, now: float
-) -> UsageReport:
-    today, month = day_start(now), month_start(now)
-    people: dict[int, PersonUsage] = defaultdict(lambda: PersonUsage(0))
-    images = await store.fetch(
-        "SELECT user_id, SUM(at >= ?), COUNT(*) FROM image_requests"
-        " WHERE guild_id = ? AND at >= ? GROUP BY user_id",
-        (today, guild_id, month),
-    )
-    for who, on_day, in_month in images:
-        person = people[int(who)]
-        person.images_today, person.images_month = int(on_day), int(in_month)
-    renders = await store.fetch(
-        "SELECT user_id, SUM(at >= ?), COUNT(*) FROM admissions"
-        " WHERE kind = 'render' AND guild_id = ? AND at >= ? GROUP BY user_id",
-        (today, guild_id, month),
-    )
-    for who, on_day, in_month in renders:
-        person = people[int(who)]
-        person.renders_today, person.renders_month = int(on_day), int(in_month)
-    for who, person in people.items():
-        person.user_id = who
-    total = PersonUsage(
-        0,
-        sum(p.images_today for p in people.values()),
-        sum(p.images_month for p in people.values()),
-        sum(p.renders_today for p in people.values()),
-        sum(p.renders_month for p in people.values()),
-    )
-    async with store.transaction() as db:  # one consistent read of both budgets
-        server_today = await image_use(db, "guild_id", guild_id, now)
-        you_today = await image_use(db, "user_id", user_id, now)
-    ranked = sorted(people.values(), key=lambda p: (-p.images_month, -p.renders_month, p.user_id))
-    return UsageReport(now, total, ranked, server_today, you_today, limits,
-                       people.get(user_id, PersonUsage(user_id)))  # fmt: skip
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
-
-
 def _line(images: int, renders: int) -> str:
-    return f"🖼️ **{_plural(images, 'image')}** · 🎬 **{_plural(renders, 'render')}**"
+    return f"🖼️ **{plural(images, 'image')}** · 🎬 **{plural(renders, 'render')}**"
 
 
 def _left(budget: int, use: ImageUse, whose: str) -> str:
@@ -107,7 +42,7 @@ def usage_embed(report: UsageReport, *, guild_name: str, moderator: bool) -> dis
     limits = report.limits
     resets = int(day_start(report.now) + DAY)
     embed = discord.Embed(
-        title=f"Usage in {discord.utils.escape_markdown(guild_name)[:200]}",
+        title=f"Usage in {plain(guild_name)}",
         description=(
             "Paid image requests (regenerations included; an image reused from the cache is "
             f"free) and renders started. Days are UTC: the next one starts <t:{resets}:R>."
@@ -135,8 +70,8 @@ def usage_embed(report: UsageReport, *, guild_name: str, moderator: bool) -> dis
     )
     if moderator:
         lines = [
-            f"<@{p.user_id}> · {_plural(p.images_month, 'image')} ({p.images_today:,} today)"
-            f" · {_plural(p.renders_month, 'render')} ({p.renders_today:,} today)"
+            f"<@{p.user_id}> · {plural(p.images_month, 'image')} ({p.images_today:,} today)"
+            f" · {plural(p.renders_month, 'render')} ({p.renders_today:,} today)"
             for p in report.people[:MAX_PEOPLE]
         ]
         if len(report.people) > MAX_PEOPLE:

@@ -74,24 +74,28 @@ class Schema:
 
     def check(self, value: Any) -> None:
         """Raise ContractViolation naming the first field (by path) that breaks the schema."""
+        violations = self.violations(value)
+        if violations:
+            raise violations[0]
+
+    def violations(self, value: Any) -> list[ContractViolation]:
+        """Every way `value` breaks the schema, each naming its field, the deepest first."""
         errors = sorted(self._validator.iter_errors(value), key=_error_order)
-        if errors:
-            error = _deepest(errors[0])
-            path = [self.where, *(str(p) for p in error.absolute_path)]
-            problem = error.message
-            if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-                schema = error.schema if isinstance(error.schema, dict) else {}
-                known = schema.get("properties", {})
-                path.append(next(str(k) for k in error.instance if k not in known))
-                problem = "not a field of the published schema"
-            raise ContractViolation(self.contract, ".".join(path), problem)
+        return [self._violation(_deepest(error)) for error in errors]
 
     def problems(self, value: Any) -> list[str]:
-        try:
-            self.check(value)
-        except ContractViolation as exc:
-            return [str(exc)]
-        return []
+        return [str(violation) for violation in self.violations(value)]
+
+    def _violation(self, error: ValidationError) -> ContractViolation:
+        path = [self.where, *(str(p) for p in error.absolute_path)]
+        problem = error.message
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            schema = error.schema if isinstance(error.schema, dict) else {}
+            known = schema.get("properties", {})
+            name = next(str(k) for k in error.instance if k not in known)
+            path.append(name)
+            problem = f"not a field of the published schema ({name!r} was unexpected)"
+        return ContractViolation(self.contract, ".".join(path), problem)
 
 
 def request_schema(

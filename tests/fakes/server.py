@@ -1,5 +1,6 @@
 """What the loopback fakes of HTTP services share: an aiohttp app on 127.0.0.1 that records
-every request (``FakeServer``, the base of ``tests.fakes.together`` and ``tests.fakes.speech``),
+every request and checks it against the service's published contract (``FakeServer``, the
+base of ``tests.fakes.together`` and ``tests.fakes.speech``),
 an async-context shape for anything started and stopped (``Service``), OpenAI-style error
 bodies, and the standalone mode (``serve_forever``)."""
 
@@ -10,6 +11,7 @@ import json
 import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -107,15 +109,23 @@ class FakeServer(Service):
     def add_routes(self, app: web.Application) -> None:
         """More routes than ``POST /v1{path}`` (a subclass's GET endpoints)."""
 
-    def violates(self, schema: Schema, rec: RecordedRequest) -> web.Response | None:
-        """None if ``rec``'s body keeps to ``schema``; else the 400 answer naming the field."""
-        try:
-            schema.check(rec.json)
-        except ContractViolation as exc:
-            rec.violation = str(exc)
-            self.violations.append(f"{rec.method} {rec.path}: {exc}")
-            return error_response(400, str(exc), "invalid_request_error", "invalid_request")
-        return None
+    def violates(
+        self,
+        schema: Schema,
+        rec: RecordedRequest,
+        refuse: Callable[[list[ContractViolation]], web.Response] | None = None,
+    ) -> web.Response | None:
+        """None if ``rec``'s body keeps to ``schema``; else the answer naming every field that
+        does not (by default OpenAI's 400; ``refuse`` answers in the service's own shape). The
+        request is recorded once in ``violations``, with all its problems."""
+        found = schema.violations(rec.json)
+        if not found:
+            return None
+        rec.violation = "; ".join(str(v) for v in found)
+        self.violations.append(f"{rec.method} {rec.path}: {rec.violation}")
+        if refuse is not None:
+            return refuse(found)
+        return error_response(400, rec.violation, "invalid_request_error", "invalid_request")
 
     async def __aexit__(
         self,

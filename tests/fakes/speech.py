@@ -1,17 +1,23 @@
 """Fake OpenAI-compatible speech server (``POST /v1/audio/speech``), in one of two published
 flavours:
 
-- ``"kokoro"`` (the default): Kokoro-FastAPI v0.8 (tests/contracts/kokoro-fastapi.openapi.yaml):
-  its models (kokoro, tts-1, tts-1-hd, gpt-4o-mini-tts), its voices (``GET /v1/audio/voices``;
-  OpenAI's voice names are mapped to its own, ``af_bella+af_sky`` mixes), no ``instructions``;
+- ``"kokoro"`` (the default): Kokoro-FastAPI v0.8 (tests/contracts/kokoro-fastapi.openapi.yaml),
+  the whole server reelbot talks to: its models (kokoro, tts-1, tts-1-hd, gpt-4o-mini-tts), its
+  voices (``GET /v1/audio/voices``, the ``voices`` knob; OpenAI's voice names are mapped to its
+  own, ``af_bella+af_sky`` mixes), no ``instructions``; and its word-timed speech outside /v1,
+  ``POST /dev/captioned_speech`` (what `[tts] provider = "kokoro"` asks);
 - ``"openai"``: OpenAI (tests/contracts/openai-speech.openapi.yaml): its models and voices,
   ``instructions`` except for tts-1 / tts-1-hd, ``input`` at most 4096 characters.
 
-Every request is checked against the flavour's contract, strictly (an unknown field or a value
-outside an enum is a 400 naming the field, and fails the test). The answer is 16-bit PCM mono
-24 kHz WAV of ``max(min_seconds, seconds_per_char * len(input) / speed)``, streamed in chunks
-with 0xFFFFFFFF in the RIFF and data size fields as both services send it (``streamed=False``:
-one body with true sizes). Only ``response_format: "wav"`` is served (what reelbot asks for).
+Every request is checked against the flavour's contract with ``tests/fakes/contracts.py``,
+strictly: an unknown field or a value outside an enum is refused naming the field (a 400; on
+``/dev/captioned_speech`` FastAPI's own 422, listing every field), and fails the test. The
+speech answer is 16-bit PCM mono 24 kHz WAV of ``max(min_seconds, seconds_per_char *
+len(input) / speed)``, streamed in chunks with 0xFFFFFFFF in the RIFF and data size fields as
+both services send it (``streamed=False``: one body with true sizes). The captioned answer is
+JSON: each word spoken as a tone, with when it is said (``tests.fakes.audio.speak``; the
+``timestamps`` knob off: ``timestamps: null``), the WAV in base 64. Only ``response_format:
+"wav"`` is served (what reelbot asks for).
 
 Run standalone: ``python -m tests.fakes.speech --port 0 --latency 0.2``; the first stdout line
 is the base URL. ``GET /_fake/state`` (outside /v1) returns the recorded state as JSON.
@@ -21,18 +27,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
 from aiohttp import web
 
-from tests.fakes.audio import SAMPLE_RATE, make_wav, streamed_wav
-from tests.fakes.contracts import request_schema
+from tests.fakes.audio import SAMPLE_RATE, as_streamed, make_wav, pcm_wav, speak, streamed_wav
+from tests.fakes.contracts import ContractViolation, request_schema
 from tests.fakes.server import FakeServer, RecordedRequest, error_response, serve_forever
 
 Flavour = Literal["kokoro", "openai"]
 KOKORO = request_schema("kokoro-fastapi.openapi.yaml", "/v1/audio/speech")
+CAPTIONED = request_schema("kokoro-fastapi.openapi.yaml", "/dev/captioned_speech")
+CAPTIONED_PATH = "/dev/captioned_speech"  # outside /v1, as the real server serves it
 # fable, onyx and nova are named in `voice`'s published description but missing from its enum.
 OPENAI = request_schema("openai-speech.openapi.yaml", "/audio/speech",
                         also={"voice": ["fable", "onyx", "nova"]})  # fmt: skip
@@ -55,7 +64,8 @@ CHUNK = 4096  # bytes per streamed chunk
 
 class FakeSpeech(FakeServer):
     """Knobs (``latency``, ``latency_per_char``, ``seconds_per_char``, ``down``, ``streamed``,
-    ...) can be changed while running."""
+    ``timestamps``, ``voices``, ...) can be changed while running. ``voice_listings`` counts
+    ``GET /v1/audio/voices``."""
 
     path = "/audio/speech"
 
@@ -69,6 +79,8 @@ class FakeSpeech(FakeServer):
         min_seconds: float = 0.5,
         down: bool = False,
         streamed: bool = True,
+        timestamps: bool = True,
+        voices: Sequence[str] = KOKORO_VOICES,
         expected_key: str | None = None,
         port: int = 0,
     ) -> None:
@@ -80,7 +92,10 @@ class FakeSpeech(FakeServer):
         self.min_seconds = min_seconds
         self.down = down
         self.streamed = streamed
+        self.timestamps = timestamps
+        self.voices = list(voices)  # the Kokoro flavour's
         self.expected_key = expected_key
+        self.voice_listings = 0
 
     def duration_for(self, text: str, speed: float = 1.0) -> float:
         """Seconds of audio the fake returns for ``text`` (before rounding to whole frames)."""
@@ -88,8 +103,11 @@ class FakeSpeech(FakeServer):
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/audio/voices", self._voices)
+        app.router.add_post(CAPTIONED_PATH, self._handle)
 
     async def respond(self, request: web.Request, rec: RecordedRequest) -> web.StreamResponse:
+        if rec.path == CAPTIONED_PATH:
+            return await self._captioned(rec)
         if self.down:
             return self._error(503, "Service unavailable")
         auth = request.headers.get("Authorization")
@@ -130,9 +148,36 @@ class FakeSpeech(FakeServer):
             match = _WEIGHT.match(part.strip())
             name = match["name"] if match else part
             name = KOKORO_OPENAI_NAMES.get(name, name)
-            if name not in KOKORO_VOICES:
-                return f"Voice '{name}' not found. Available voices: {', '.join(KOKORO_VOICES)}"
+            if name not in self.voices:
+                return f"Voice '{name}' not found. Available voices: {', '.join(self.voices)}"
         return None
+
+    async def _captioned(self, rec: RecordedRequest) -> web.Response:
+        """Kokoro-FastAPI's ``POST /dev/captioned_speech``: one JSON answer (``stream`` false)
+        with the audio in base 64 and when each word is said."""
+        if self.flavour != "kokoro":
+            return web.Response(status=404, text="Not Found")
+        refused = self.violates(CAPTIONED, rec, refuse=_unprocessable)
+        if refused is not None:
+            return refused
+        if self.down:
+            return self._error(503, "Service unavailable")
+        body: dict[str, Any] = rec.json
+        if body.get("stream", True) or body.get("response_format", "mp3") != "wav":
+            # Not a limit of the real server: this fake only makes whole WAV answers.
+            return self._error(400, "the fake answers stream: false, wav only")
+        problem = self._refusal(body)
+        if problem is not None:
+            return self._error(400, problem)
+        await asyncio.sleep(self.latency)
+        words, samples = speak(body["input"], float(body.get("speed", 1.0)))
+        rec.audio_seconds = len(samples) / SAMPLE_RATE
+        wanted = self.timestamps and body.get("return_timestamps", True)
+        return web.json_response({
+            "audio": base64.b64encode(as_streamed(pcm_wav(samples))).decode("ascii"),
+            "audio_format": "audio/wav",
+            "timestamps": words if wanted else None,
+        })  # fmt: skip
 
     def _error(self, status: int, message: str) -> web.Response:
         """An error in the flavour's own shape (Kokoro-FastAPI: FastAPI's ``detail``)."""
@@ -144,9 +189,19 @@ class FakeSpeech(FakeServer):
     async def _voices(self, request: web.Request) -> web.Response:
         if self.flavour != "kokoro":
             return web.Response(status=404, text="Not Found")
-        if request.query.get("legacy") == "true":
-            return web.json_response({"voices": list(KOKORO_VOICES)})
-        return web.json_response({"voices": [{"id": v, "name": v} for v in KOKORO_VOICES]})
+        self.voice_listings += 1
+        if self.down:
+            return self._error(503, "Service unavailable")
+        if request.query.get("legacy") in ("true", "True", "1"):
+            return web.json_response({"voices": list(self.voices)})
+        return web.json_response({"voices": [{"id": v, "name": v} for v in self.voices]})
+
+
+def _unprocessable(violations: list[ContractViolation]) -> web.Response:
+    """FastAPI's answer to a body its pydantic model refuses: 422, every field listed."""
+    detail = [{"loc": v.field.split("."), "msg": v.problem, "type": "value_error"}
+              for v in violations]  # fmt: skip
+    return web.json_response({"detail": detail}, status=422)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from tests.fakes.discord_gateway import INTENT_GUILDS
-from tests.fakes.discord_messages import FLAG_HAS_THREAD, ApiError, Knobs, unknown_channel
-from tests.fakes.discord_models import JSON, ChannelType, snowflake, thread_payload
-from tests.fakes.discord_rest import (
+from .gateway import INTENT_GUILDS
+from .messages import FLAG_HAS_THREAD, ApiError, Knobs, unknown_channel
+from .models import JSON, ChannelType, snowflake, thread_payload
+from .rest import (
     API_PREFIXES,
     Handler,
     RestApi,
@@ -19,8 +19,8 @@ from tests.fakes.discord_rest import (
     path_int,
     read_body,
 )
-from tests.fakes.discord_state import RecordedMessage, ThreadRecord
-from tests.fakes.discord_webhooks import InteractionRoutes
+from .state import RecordedMessage, ThreadRecord
+from .webhooks import InteractionRoutes
 
 # Interaction callbacks and webhooks are authenticated by their token in the URL.
 NO_AUTH_KINDS = frozenset(

@@ -14,10 +14,10 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
-from tests.fakes.discord_gateway import INTENT_GUILD_MESSAGES, GatewayHub
-from tests.fakes.discord_messages import ApiError, MessageStore, RequestBody
-from tests.fakes.discord_models import JSON
-from tests.fakes.discord_state import DiscordState, Fault, RecordedMessage, RequestRecord
+from .gateway import INTENT_GUILD_MESSAGES, GatewayHub
+from .messages import ApiError, MessageStore, RequestBody
+from .models import JSON
+from .state import DiscordState, Fault, RecordedMessage, RequestRecord
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from tests.fakes.discord_models import JSON
-from tests.fakes.discord_state import DiscordState
+from .models import JSON
+from .state import DiscordState
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ import time
 
 from aiohttp import web
 
-from tests.fakes.discord_messages import ApiError, Knobs, RequestBody, unknown_message
-from tests.fakes.discord_models import JSON
-from tests.fakes.discord_rest import RestApi, json_response, no_content, path_int, read_body
-from tests.fakes.discord_state import (
+from .messages import ApiError, Knobs, RequestBody, unknown_message
+from .models import JSON
+from .rest import RestApi, json_response, no_content, path_int, read_body
+from .state import (
     FLAG_EPHEMERAL,
     FLAG_LOADING,
     CallbackRecord,

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from tests.fakes.discord_models import JSON, GuildSpec, UserSpec
+from .models import JSON, GuildSpec, UserSpec
 
 R = TypeVar("R")
 

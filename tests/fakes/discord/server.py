@@ -9,9 +9,10 @@ Usage::
         handle = await fake.send_slash_command("echo", {"file": AttachmentSpec("a.txt", b"hi")})
         response = await handle.wait_response()
 
-The pieces live in ``tests/fakes/discord_*.py``: models (specs + payloads), state
-(recordings + waiting), gateway, messages, rest (plumbing), routes (handlers) and
-interactions (INTERACTION_CREATE builders).
+The pieces live beside it in ``tests/fakes/discord/``: models (specs + payloads), state
+(recordings + waiting), gateway, messages, rest (plumbing), routes (handlers), webhooks
+(interaction callbacks and followups), context (where an interaction happens) and
+interactions (INTERACTION_CREATE builders). Its scope: README.md.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from tests.fakes.discord_context import ContextResolver, has_custom_id
-from tests.fakes.discord_gateway import GatewayHub
-from tests.fakes.discord_interactions import (
+from tests.fakes.server import Service
+
+from .context import ContextResolver, has_custom_id
+from .gateway import GatewayHub
+from .interactions import (
     INTERACTION_APPLICATION_COMMAND,
     INTERACTION_AUTOCOMPLETE,
     INTERACTION_COMPONENT,
@@ -34,51 +37,29 @@ from tests.fakes.discord_interactions import (
     base_interaction,
     modal_submit_components,
 )
-from tests.fakes.discord_messages import Knobs, MessageStore, RequestBody
-from tests.fakes.discord_models import (
+from .messages import Knobs, MessageStore, RequestBody
+from .models import (
     JSON,
     AttachmentSpec,
     ChannelSpec,
-    ChannelType,
     GuildSpec,
     MemberSpec,
-    Perm,
-    RoleSpec,
     UserSpec,
 )
-from tests.fakes.discord_rest import RestApi
-from tests.fakes.discord_routes import Routes
-from tests.fakes.discord_state import (
+from .rest import RestApi
+from .routes import Routes
+from .state import (
     CallbackRecord,
     DiscordState,
     Fault,
     InjectedInteraction,
     RecordedMessage,
     RequestRecord,
-    Revision,
     ThreadRecord,
     Upload,
 )
-from tests.fakes.server import Service
 
-__all__ = [
-    "AttachmentSpec",
-    "CallbackRecord",
-    "ChannelSpec",
-    "ChannelType",
-    "FakeDiscord",
-    "GuildSpec",
-    "InjectedInteraction",
-    "MemberSpec",
-    "Perm",
-    "RecordedMessage",
-    "RequestRecord",
-    "Revision",
-    "RoleSpec",
-    "ThreadRecord",
-    "Upload",
-    "UserSpec",
-]
+__all__ = ["FakeDiscord"]
 
 R = TypeVar("R")
 DEFAULT_TOKEN = "fake-bot-token"
@@ -319,26 +300,8 @@ class FakeDiscord(Service):
         name), member (spec or username), app_permissions, attachment_size_limit, locale;
         see ``ContextResolver.resolve``.
         """
-        name, *path = command.split()
-        ctx = self._where.resolve(**where)
-        found = self.state.synced_command(name, ctx.guild.id)
-        if found is None:
-            raise LookupError(f"/{name} was never synced (synced: {self.state.commands})")
-        schema, scope = found
+        ctx, data, builder = self._command(command, options or {}, None, where)
         channel_id = int(ctx.channel["id"])
-        builder = OptionBuilder(
-            ctx.guild, lambda a: self._messages.cdn_urls(channel_id, a.id, a.filename)
-        )
-        data: JSON = {
-            "id": schema["id"],
-            "name": name,
-            "type": 1,
-            "options": builder.build(schema.get("options", []), path, options or {}),
-        }
-        if builder.resolved:
-            data["resolved"] = builder.resolved
-        if scope is not None:
-            data["guild_id"] = str(scope)
         for attachment in builder.attachments:
             self._serve_attachment(channel_id, attachment)
         return await self._inject(INTERACTION_APPLICATION_COMMAND, ctx, data)
@@ -353,6 +316,18 @@ class FakeDiscord(Service):
         """Dispatch an autocomplete interaction (type 4): the user is typing ``focused``
         (``options[focused]`` is the partial text) while filling ``command``. The bot answers
         with callback type 8 (``{"choices": [...]}``), checked as Discord checks it."""
+        ctx, data, _ = self._command(command, options, focused, where)
+        return await self._inject(INTERACTION_AUTOCOMPLETE, ctx, data)
+
+    def _command(
+        self,
+        command: str,
+        options: Mapping[str, Any],
+        focused: str | None,
+        where: Mapping[str, Any],
+    ) -> tuple[InteractionContext, JSON, OptionBuilder]:
+        """Where a chat-input command is used, and its interaction's ``data``: the synced
+        command and its options as Discord sends them (with ``focused`` while typing)."""
         name, *path = command.split()
         ctx = self._where.resolve(**where)
         found = self.state.synced_command(name, ctx.guild.id)
@@ -373,7 +348,7 @@ class FakeDiscord(Service):
             data["resolved"] = builder.resolved
         if scope is not None:
             data["guild_id"] = str(scope)
-        return await self._inject(INTERACTION_AUTOCOMPLETE, ctx, data)
+        return ctx, data, builder
 
     async def submit_modal(
         self,

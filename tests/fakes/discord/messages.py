@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.fakes.contracts import discord_limits
-from tests.fakes.discord_models import (
+
+from .models import (
     JSON,
     attachment_payload,
     guess_content_type,
@@ -17,7 +18,7 @@ from tests.fakes.discord_models import (
     snowflake,
     upload_limit_of,
 )
-from tests.fakes.discord_state import (
+from .state import (
     FLAG_LOADING,
     DiscordState,
     InjectedInteraction,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from tests.fakes.discord_interactions import InteractionContext
-from tests.fakes.discord_messages import Knobs
-from tests.fakes.discord_models import JSON, ChannelSpec, GuildSpec, MemberSpec
-from tests.fakes.discord_state import DiscordState, InjectedInteraction, ThreadRecord
+from .interactions import InteractionContext
+from .messages import Knobs
+from .models import JSON, ChannelSpec, GuildSpec, MemberSpec
+from .state import DiscordState, InjectedInteraction, ThreadRecord
 
 R = TypeVar("R")
 

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tests.fakes.discord_models import (
+from .models import (
     JSON,
     AttachmentSpec,
     ChannelSpec,

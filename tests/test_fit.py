@@ -1,5 +1,5 @@
-"""Fitting a video into Discord's upload limit: the bitrate arithmetic, the ffmpeg argv, and a
-real re-encode of a video that does not compress well."""
+"""Fitting a video into an upload limit (`pipeline/fit.py`): the bitrate arithmetic, the ffmpeg
+argv, and a real re-encode of a video that does not compress well."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.delivery import AUDIO_KBPS, MIN_VIDEO_KBPS, fit_argv, fit_to_limit, format_size, plan_fit
+from pipeline.fit import AUDIO_KBPS, MIN_VIDEO_KBPS, fit_argv, fit_to_limit, plan_fit
 from tests.media import ffprobe
 
 MIB = 1024 * 1024
@@ -58,12 +58,6 @@ def test_the_argv_is_built_by_ffmpeg_python_never_a_shell(tmp_path: Path) -> Non
     assert argv[argv.index("-b:a") + 1] == f"{AUDIO_KBPS}k"
     assert f"scale={plan.width}:{plan.height}" in argv[argv.index("-filter_complex") + 1]
     assert "+faststart" in argv and str(tmp_path / "out.mp4") in argv
-
-
-def test_sizes_read_like_discords() -> None:
-    assert format_size(10 * MIB) == "10 MB"
-    assert format_size(25.5 * MIB) == "25.5 MB"
-    assert format_size(120_000) == "117 KB"
 
 
 def noisy_video(path: Path, seconds: int = 4) -> Path:
