@@ -53,9 +53,6 @@ class ClipSpec:
     captions: Path | None = None
     # Frame numbers that must be IDR frames: where a crossfade seam cuts the clip.
     keyframes: tuple[int, ...] = ()
-    # Threads of the encoder and of the filters; None: as many as there are cores. A clip
-    # encoded beside others does best with 1 (no thread competes with another clip's).
-    threads: int | None = None
 
     @property
     def frames(self) -> int:
@@ -159,7 +156,7 @@ def still_argv(spec: ClipSpec, out: Path) -> list[str]:
 def _output(video: ffmpeg.nodes.FilterableStream, spec: ClipSpec, out: Path, *,
             codec: dict[str, object] | None = None) -> list[str]:  # fmt: skip
     """The clip's output: `video`, the narration padded to the clip's length, `codec`
-    (default: `codec_args` of the clip's config) and the clip's threads."""
+    (default: `codec_args` of the clip's config)."""
     seconds = spec.seconds
     if spec.captions is not None:
         # libass draws onto the moving picture, so the captions themselves stay still. The
@@ -170,11 +167,6 @@ def _output(video: ffmpeg.nodes.FilterableStream, spec: ClipSpec, out: Path, *,
     if spec.keyframes:  # pipeline/transitions.py splits the clip there by stream copy
         forced = "+".join(f"eq(n,{n})" for n in spec.keyframes)
         cuts = {"force_key_frames": f"expr:{forced}", "forced-idr": 1}
-    threads: dict[str, object] = {}
-    quiet = ["-hide_banner", "-nostdin", "-loglevel", "error"]
-    if spec.threads is not None:
-        threads = {"threads": spec.threads}
-        quiet += ["-filter_complex_threads", str(spec.threads)]
     stream = ffmpeg.output(
         video,
         _audio(spec, seconds),
@@ -183,9 +175,12 @@ def _output(video: ffmpeg.nodes.FilterableStream, spec: ClipSpec, out: Path, *,
         f="mp4",
         **(codec_args(spec.config) if codec is None else codec),
         **cuts,
-        **threads,
     )
-    argv: list[str] = stream.global_args(*quiet).overwrite_output().compile()
+    argv: list[str] = (
+        stream.global_args("-hide_banner", "-nostdin", "-loglevel", "error")
+        .overwrite_output()
+        .compile()
+    )
     return argv
 
 
