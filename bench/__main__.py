@@ -9,6 +9,7 @@ import asyncio
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -270,8 +271,15 @@ def draw_timelines(pair: RenderPair, folder: Path) -> str:
     return str(path)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    # SIGTERM as Ctrl-C: asyncio.run cancels the benchmark, whose clean-ups (the bot it
+    # started, its fakes) then run.
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
     # The figures are for the default settings: no REELBOT_* override from this shell.
     for name in [n for n in os.environ if n.startswith("REELBOT_")]:
         del os.environ[name]

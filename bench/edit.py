@@ -253,6 +253,7 @@ async def discord_regenerate(scenes: int, *, aspect: str, latencies: Latencies,
                 return lambda: videos() if len(videos()) >= n else None
 
             await fake.wait_for(count(1), 600, "the first video")
+            await _until_done(fake, job, member)  # the video is posted a moment before
             scene_message = next(
                 m for m in fake.messages.get(thread.id, [])
                 if m.embeds and m.embeds[0].get("title") == f"Scene {EDITED}"
@@ -262,7 +263,10 @@ async def discord_regenerate(scenes: int, *, aspect: str, latencies: Latencies,
                          if c["custom_id"].startswith("reelbot:regen:"))  # fmt: skip
             images = len(together.requests)
             started = time.monotonic()
-            await fake.click_button(scene_message, regen, member=member)
+            click = await fake.click_button(scene_message, regen, member=member)
+            answer = await _answer(click)
+            if not answer.startswith(f"Regenerating scene {EDITED}"):
+                raise RuntimeError(f"Regenerate was refused: {answer}")
             await fake.wait_for(count(2), 600, "the regenerated video")
             turnaround = time.monotonic() - started
             if len(together.requests) - images != 1:
@@ -272,6 +276,29 @@ async def discord_regenerate(scenes: int, *, aspect: str, latencies: Latencies,
         parts = await time_parts(settings, plan, EDITED, run_dir / "parts")
     shutil.rmtree(run_dir, ignore_errors=True)
     return EditRun("Discord Regenerate", scenes, turnaround, parts, speech=False)
+
+
+async def _until_done(fake: Any, job: int, member: str, timeout: float = 60) -> None:
+    """Until /status says the job is done."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        status = await fake.send_slash_command("status", {"job": job}, member=member)
+        embed = (await status.wait_response(timeout=10)).data["embeds"][0]
+        if {f["name"]: f["value"] for f in embed["fields"]}["State"] == "✅ done":
+            return
+        if loop.time() > deadline:
+            raise TimeoutError(f"job {job} is not done: {embed}")
+        await asyncio.sleep(0.2)  # poll interval, under the deadline above
+
+
+async def _answer(click: Any) -> str:
+    """What the bot answered a click: after a "thinking…" defer, or at once."""
+    response = await click.wait_response(timeout=10)
+    if response.type == 5:
+        [followup] = await click.wait_followups(1, timeout=30)
+        return str(followup.content)
+    return str(response.content or "")
 
 
 async def edit_runs(scenes: int, *, aspect: str, latencies: Latencies, chars: tuple[int, int],
