@@ -57,7 +57,6 @@ from pipeline.video import (
     _output,
     _picture,
     clip_argv,
-    codec_args,
     still_argv,
 )
 from tests.fakes.audio import make_wav
@@ -89,9 +88,10 @@ def previous_clip_argv(spec: ClipSpec, out: Path) -> list[str]:
 
 
 def recipe2_argv(spec: ClipSpec, out: Path) -> list[str]:
-    """The clip recipe before issue 19 (CLIP_RECIPE 2): `perspective` at the picture's size,
-    then zoompan (which makes a new swscale context for every frame) to the frame size, at
-    the plain x264 preset (no `x264-params`)."""
+    """The clip recipe before issue 19: `perspective` at the picture's size, then zoompan
+    (which makes a new swscale context for every frame) to the frame size. Its clips are
+    bit-identical to `clip_argv`'s, which brings each frame to the frame size with `scale`
+    (one swscale context for the clip)."""
     width, height = spec.frame
     frames = spec.frames
     rate = (spec.config.zoom - 1.0) / max(1, frames - 1)
@@ -106,8 +106,7 @@ def recipe2_argv(spec: ClipSpec, out: Path) -> list[str]:
         .filter("zoompan", d=1, s=f"{width}x{height}", fps=spec.config.fps)
         .filter("setsar", 1)
     )  # fmt: skip
-    plain = {k: v for k, v in codec_args(spec.config).items() if k != "x264-params"}
-    return _output(video, spec, out, codec=plain)
+    return _output(video, spec, out)
 
 
 # `make bench` installs MoviePy (the `bench` extra) here: it pins an older Pillow than ours.

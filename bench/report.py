@@ -280,13 +280,13 @@ def edit_section(runs: Sequence[EditRun], settings: str, measured: str) -> Secti
                      f"{run.turnaround / run.bound:.2f}×", f"{run.sound_share:.0%}"])  # fmt: skip
     verdicts = [
         f"{run.front}: {run.turnaround:.1f} s against a bound of {run.bound:.1f} s "
-        f"({_verdict(run.met)}); the sound pass is {run.sound_share:.0%} of it."
+        f"({_verdict(run.met)}); the sound pass is {run.sound_share:.0%} of it"
         for run in runs
     ]
     target = (
         f"Target: a one-scene edit costs at most {EDIT_SLACK:g} × (one image + that scene's "
         "speech + one clip) + the join + the sound pass, each timed on its own in the same "
-        "run — " + "; ".join(verdicts)
+        "run — " + "; ".join(verdicts) + "."
     )
     markdown = "\n\n".join([
         measured,

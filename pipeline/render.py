@@ -47,7 +47,7 @@ __all__ = ["RenderResult", "Renderer", "SceneArtifacts", "render_plan"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 # Bump when the clip recipe changes, so cached clips made the old way are not reused.
-CLIP_RECIPE = 3  # 2: perspective-resampled zoom, captions, keyframes; 3: x264 tuned, scale
+CLIP_RECIPE = 2  # 2: perspective-resampled zoom, captions, keyframes
 
 
 @dataclass(frozen=True)

@@ -37,9 +37,7 @@ AUDIO_RATE = 48000
 # output size. `make bench` measures the smoothness, the SSIM against the exact zoom and the
 # cost against MoviePy and against the encoder alone.
 ZOOM_INTERPOLATION = "linear"  # perspective's; "cubic" is sharper per frame and costs ~1.5x
-UPSCALE = "bicubic"  # swscale's, from the picture to the frame
-# x264's analysis on top of `[video] preset`, chosen with `make bench` for a slow zoom.
-X264_PARAMS = "me=dia:weightp=0"
+UPSCALE = "bicubic"  # swscale's, from the picture to the frame (zoompan's own, before)
 
 
 @dataclass(frozen=True)
@@ -75,7 +73,6 @@ def codec_args(config: VideoConfig) -> dict[str, object]:
         "crf": config.crf,
         "pix_fmt": "yuv420p",
         "profile:v": "high",
-        "x264-params": X264_PARAMS,
         "r": config.fps,
         "g": config.fps * 2,
         "video_track_timescale": 90000,
@@ -153,10 +150,7 @@ def still_argv(spec: ClipSpec, out: Path) -> list[str]:
     return _output(video, spec, out)
 
 
-def _output(video: ffmpeg.nodes.FilterableStream, spec: ClipSpec, out: Path, *,
-            codec: dict[str, object] | None = None) -> list[str]:  # fmt: skip
-    """The clip's output: `video`, the narration padded to the clip's length, `codec`
-    (default: `codec_args` of the clip's config)."""
+def _output(video: ffmpeg.nodes.FilterableStream, spec: ClipSpec, out: Path) -> list[str]:
     seconds = spec.seconds
     if spec.captions is not None:
         # libass draws onto the moving picture, so the captions themselves stay still. The
@@ -173,7 +167,7 @@ def _output(video: ffmpeg.nodes.FilterableStream, spec: ClipSpec, out: Path, *,
         str(out),
         t=f"{seconds:.6f}",
         f="mp4",
-        **(codec_args(spec.config) if codec is None else codec),
+        **codec_args(spec.config),
         **cuts,
     )
     argv: list[str] = (
