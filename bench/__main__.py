@@ -1,6 +1,7 @@
 """`python -m bench` (`make bench`): render makespan against its critical path, clip encoding
-against the encode floor, and the memory and disk of a long render. Prints the tables and
-writes them to bench/results.md. `--quick` for a short run; `--help` for the knobs."""
+against MoviePy and the encoder alone (with SSIM and size), a one-scene edit from the CLI and
+from Discord, and the memory and disk of a long render. Prints the tables and writes them to
+bench/results.md. `--quick` for a short run; `--help` for the knobs."""
 
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
-"""Clip encoding against the encode floor, and the smoothness of the zoom.
+"""Clip encoding against MoviePy and against the encoder alone, its quality (SSIM, size),
+and the smoothness of the zoom.
 
-The floor is `still_argv`: the same picture, duration and codec settings as a clip, with no
-motion (the picture decoded and scaled once, the frame repeated). Each round runs every recipe
-once, one after the other, and each recipe's figure is its ratio to the floor *in the same
-round*; the median over rounds is reported. Three more rows explain the figure:
+Each round runs every recipe once, one after the other, and every ratio is taken between
+runs of the same round; the median over rounds is reported. The floor is `still_argv`: the
+same picture, duration and codec settings as a clip, with no motion (the picture decoded and
+scaled once, the frame repeated). The other rows:
 
 - "codec only": the encoder alone, fed the Ken Burns frames already made (raw, from a file):
   what coding that motion costs with these settings, whatever makes the frames. No zoom
