@@ -240,10 +240,12 @@ async def run(args: argparse.Namespace, console: Console) -> list[Section]:
             aspect, scenes = plan.aspects[0], max(plan.sizes)
             started = time.monotonic()
             runs = await edit_runs(scenes, aspect=aspect, latencies=plan.latencies,
-                                   chars=plan.chars, workdir=workdir)  # fmt: skip
+                                   chars=plan.chars, workdir=workdir,
+                                   rounds=plan.rounds)  # fmt: skip
             for edit in runs:
                 console.log(f"edit, {edit.front}: {edit.turnaround:.1f} s, bound "
-                            f"{edit.bound:.1f} s")  # fmt: skip
+                            f"{edit.bound:.1f} s, {edit.ratio:.2f}× (medians of "
+                            f"{len(edit.edits)})")  # fmt: skip
             console.log(f"edit: {time.monotonic() - started:.0f} s in all")
             settings = "Settings: " + _latency_text(plan.latencies, plan.chars) + (
                 f"; {aspect}, default settings otherwise (captions on 9:16, loudness "

@@ -279,8 +279,8 @@ def edit_section(runs: Sequence[EditRun], settings: str, measured: str) -> Secti
                      _s(parts.join), _s(parts.sound), _s(run.bound),
                      f"{run.turnaround / run.bound:.2f}×", f"{run.sound_share:.0%}"])  # fmt: skip
     verdicts = [
-        f"{run.front}: {run.turnaround:.1f} s against a bound of {run.bound:.1f} s "
-        f"({_verdict(run.met)}); the sound pass is {run.sound_share:.0%} of it"
+        f"{run.front}: {run.ratio:.2f}× the bound ({_verdict(run.met)}); the sound pass is "
+        f"{run.sound_share:.0%} of the turnaround"
         for run in runs
     ]
     target = (
@@ -288,11 +288,15 @@ def edit_section(runs: Sequence[EditRun], settings: str, measured: str) -> Secti
         "speech + one clip) + the join + the sound pass, each timed on its own in the same "
         "run — " + "; ".join(verdicts) + "."
     )
+    edits = runs[0].edits if runs else ()
     markdown = "\n\n".join([
         measured,
         settings,
         _md_table(headers, rows),
         target,
+        f"Each front end: {len(edits)} edits one after another, each followed by its parts "
+        "timed on their own; every figure is the median over the edits, and *within* the "
+        "median of each edit's turnaround over the bound of its own parts. "
         "*CLI*: scene 6 of 12 gets a new image prompt and a new narration, and `reelbot "
         "render` runs again in a process of its own (start-up included). *Discord "
         "Regenerate*: the real bot against the fake Discord renders the same script, then "

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.edit import EditRun, Parts, edited_script
+from bench.edit import Edit, EditRun, Parts, edited_script
 from bench.encode import (
     centroid,
     moviepy_argv,
@@ -207,9 +207,13 @@ def test_an_edit_changes_one_scene_and_the_bound_adds_up() -> None:
     changed = [n for n, (a, b) in enumerate(zip(old, new, strict=True), 1) if a != b]
     assert changed == [6]
     assert old[5].image_prompt != new[5].image_prompt and old[5].narration != new[5].narration
+    assert edited_script(before, 6, 1) != after  # every edit of a run is new to the cache
     parts = Parts(image=3.0, speech=0.5, clip=2.0, join=0.4, sound=1.5)
-    cli = EditRun("CLI", 12, 7.5, parts, speech=True)
+    slow = Parts(image=3.0, speech=0.5, clip=4.0, join=0.4, sound=1.5)
+    cli = EditRun("CLI", 12, (Edit(7.5, parts), Edit(7.6, parts), Edit(9.0, slow)), speech=True)
+    assert cli.turnaround == 7.6 and cli.parts == parts  # medians
     assert cli.bound == pytest.approx(1.1 * 5.5 + 0.4 + 1.5) and cli.met
-    regen = EditRun("Discord Regenerate", 12, 7.5, parts, speech=False)
+    assert cli.ratio == pytest.approx(7.5 / (1.1 * 5.5 + 1.9))  # per edit, against its parts
+    regen = EditRun("Discord Regenerate", 12, (Edit(7.5, parts),), speech=False)
     assert regen.bound == pytest.approx(1.1 * 5.0 + 1.9) and not regen.met
     assert regen.sound_share == pytest.approx(1.5 / 7.5)
