@@ -277,7 +277,7 @@ def edit_section(runs: Sequence[EditRun], settings: str, measured: str) -> Secti
         rows.append([run.front, str(run.scenes), _s(run.turnaround), _s(parts.image),
                      _s(parts.speech) if run.speech else "(kept)", _s(parts.clip),
                      _s(parts.join), _s(parts.sound), _s(run.bound),
-                     f"{run.turnaround / run.bound:.2f}×", f"{run.sound_share:.0%}"])  # fmt: skip
+                     f"{run.ratio:.2f}×", f"{run.sound_share:.0%}"])  # fmt: skip
     verdicts = [
         f"{run.front}: {run.ratio:.2f}× the bound ({_verdict(run.met)}); the sound pass is "
         f"{run.sound_share:.0%} of the turnaround"
