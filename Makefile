@@ -8,6 +8,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 APT_PACKAGES := ffmpeg espeak-ng fonts-noto-cjk fonts-dejavu-core
 STAMP  := $(VENV)/.installed
+# MoviePy (the `bench` extra) for the benchmark's MoviePy row, in a venv of its own: it pins
+# an older Pillow than reelbot's.
+MOVIEPY := $(VENV)/moviepy
 
 .PHONY: demo test lint bench system-deps deps clean
 
@@ -22,8 +25,13 @@ lint: deps
 	$(BIN)/ruff format --check pipeline bot tests bench
 	$(BIN)/mypy
 
-bench: deps
+bench: deps $(MOVIEPY)/.installed
 	$(BIN)/python -m bench
+
+$(MOVIEPY)/.installed: pyproject.toml
+	test -x $(MOVIEPY)/bin/python || $(PYTHON) -m venv $(MOVIEPY)
+	$(MOVIEPY)/bin/pip install -q $$($(BIN)/python -c "import tomllib; print(' '.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['bench']))")
+	touch $@
 
 deps: system-deps $(STAMP)
 

@@ -1,6 +1,7 @@
 """`python -m bench` (`make bench`): render makespan against its critical path, clip encoding
-against the encode floor, and the memory and disk of a long render. Prints the tables and
-writes them to bench/results.md. `--quick` for a short run; `--help` for the knobs."""
+against MoviePy and the encoder alone (with SSIM and size), a one-scene edit from the CLI and
+from Discord, and the memory and disk of a long render. Prints the tables and writes them to
+bench/results.md. `--quick` for a short run; `--help` for the knobs."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import asyncio
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -22,6 +24,7 @@ from rich.console import Console
 from pipeline.aspect import Aspect
 from pipeline.config import VideoConfig
 
+from .edit import edit_runs
 from .encode import encode_bench
 from .fakes import Latencies
 from .measure import machine
@@ -29,6 +32,7 @@ from .memory import memory_run
 from .render import RenderPair, render_pair
 from .report import (
     Section,
+    edit_section,
     encode_section,
     memory_section,
     render_section,
@@ -37,7 +41,7 @@ from .report import (
 )
 from .speech import piper_race, speech_rates
 
-BENCHMARKS = ("render", "encode", "memory", "speech")
+BENCHMARKS = ("render", "encode", "edit", "memory", "speech")
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
                 "slower", "veryslow")  # fmt: skip
 RESULTS = Path(__file__).with_name("results.md")
@@ -62,8 +66,8 @@ class Plan:
 
 
 FULL = Plan(sizes=(2, 6, 12), aspects=("9:16", "16:9"), latencies=Latencies(3.0, 0.2, 0.02),
-            chars=(25, 45), clip_seconds=4.0, encode_aspects=("9:16",),
-            encode_presets=("superfast",), rounds=5,
+            chars=(25, 45), clip_seconds=8.1, encode_aspects=("9:16",),
+            encode_presets=(), rounds=5,
             memory_scenes=50, memory_chars=(5, 12),
             memory_latencies=Latencies(0.05, 0.05, 0.0))  # fmt: skip
 QUICK = Plan(sizes=(2, 6), aspects=("9:16",), latencies=Latencies(1.5, 0.2, 0.02),
@@ -115,7 +119,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--only",
         type=_choices(BENCHMARKS),
         default=BENCHMARKS,
-        help="comma-separated: render, encode, memory, speech (default: all)",
+        help="comma-separated: render, encode, edit, memory, speech (default: all)",
     )
     p.add_argument("--sizes", type=_ints, help="scenes per render, e.g. 2,6,12")
     p.add_argument("--aspects", type=_aspects, help="of the renders, e.g. 9:16,16:9")
@@ -128,7 +132,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--encode-presets",
         type=_choices(X264_PRESETS),
         help="x264 presets to time the encode recipes at besides the shipped one (always "
-        "timed), e.g. superfast,faster; default superfast on a full run, none on --quick",
+        "timed), e.g. superfast,faster (default: none)",
     )
     p.add_argument("--image-latency", type=float, help="seconds per image (fake Together)")
     p.add_argument("--tts-latency", type=float, help="seconds per speech request")
@@ -246,12 +250,28 @@ async def run(args: argparse.Namespace, console: Console) -> list[Section]:
                     result = await asyncio.to_thread(
                         encode_bench, aspect, seconds=plan.clip_seconds, rounds=plan.rounds,
                         workdir=workdir / "encode", pictures=pictures, preset=preset,
-                        smoothness=preset is None,
+                        smoothness=preset is None, moviepy=preset is None,
                     )  # fmt: skip
                     console.log(f"encode {aspect}, preset {result.preset}: "
                                 f"{time.monotonic() - started:.0f} s")  # fmt: skip
                     results.append(result)
             sections.append(encode_section(results, measured()))
+        if "edit" in args.only:
+            aspect, scenes = plan.aspects[0], max(plan.sizes)
+            started = time.monotonic()
+            runs = await edit_runs(scenes, aspect=aspect, latencies=plan.latencies,
+                                   chars=plan.chars, workdir=workdir,
+                                   rounds=plan.rounds)  # fmt: skip
+            for edit in runs:
+                console.log(f"edit, {edit.front}: {edit.turnaround:.1f} s, bound "
+                            f"{edit.bound:.1f} s, {edit.ratio:.2f}× (medians of "
+                            f"{len(edit.edits)})")  # fmt: skip
+            console.log(f"edit: {time.monotonic() - started:.0f} s in all")
+            settings = "Settings: " + _latency_text(plan.latencies, plan.chars) + (
+                f"; {aspect}, default settings otherwise (captions on 9:16, loudness "
+                "normalised), real ffmpeg."
+            )  # fmt: skip
+            sections.append(edit_section(runs, settings, measured()))
     finally:
         if args.keep:
             console.print(f"scratch directory kept: {workdir}")
@@ -274,8 +294,15 @@ def draw_timelines(pair: RenderPair, folder: Path) -> str:
     return str(path)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    # SIGTERM as Ctrl-C: asyncio.run cancels the benchmark, whose clean-ups (the bot it
+    # started, its fakes) then run.
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
     # The figures are for the default settings: no REELBOT_* override from this shell.
     for name in [n for n in os.environ if n.startswith("REELBOT_")]:
         del os.environ[name]

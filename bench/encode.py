@@ -1,9 +1,10 @@
-"""Clip encoding against the encode floor, and the smoothness of the zoom.
+"""Clip encoding against MoviePy and against the encoder alone, its quality (SSIM, size),
+and the smoothness of the zoom.
 
-The floor is `still_argv`: the same picture, duration and codec settings as a clip, with no
-motion (the picture decoded and scaled once, the frame repeated). Each round runs every recipe
-once, one after the other, and each recipe's figure is its ratio to the floor *in the same
-round*; the median over rounds is reported. Three more rows explain the figure:
+Each round runs every recipe once, one after the other, and every ratio is taken between
+runs of the same round; the median over rounds is reported. The floor is `still_argv`: the
+same picture, duration and codec settings as a clip, with no motion (the picture decoded and
+scaled once, the frame repeated). The other rows:
 
 - "codec only": the encoder alone, fed the Ken Burns frames already made (raw, from a file):
   what coding that motion costs with these settings, whatever makes the frames. No zoom
@@ -14,9 +15,15 @@ round*; the median over rounds is reported. Three more rows explain the figure:
   size by swscale (the fastest resampler ffmpeg has), the same result every frame, so the
   encoder has no motion to code. Its excess over the floor is the least any zoom must spend
   making its frames, whatever the zoom is; with "codec only" it bounds every zoom recipe.
-- "previous": the recipe this one replaced (zoompan on a 2x picture), for comparison.
-- "looped still": the floor as `still_argv` made it before (the picture decoded and scaled
-  again for every frame), to show what a ratio to that would have been.
+- "previous": the recipe before the sub-pixel zoom (zoompan on a 2x picture), whose steps
+  the smoothness figures show.
+- "recipe 2": the clip recipe as it was before issue 19 (perspective, then zoompan, at the
+  plain x264 preset): the yardstick of the shipped recipe's SSIM and size.
+- "MoviePy": the same scene made the way MoviePy-based tools make it (bench/moviepy_clip.py),
+  in its own Python process, with MoviePy's own ffmpeg: the yardstick of the speed.
+
+Quality: the SSIM of each moving recipe's clip against the exact zoom rendered losslessly
+(bench/quality.py), and the clip's size.
 
 The recipes use pipeline.video's private `_output` (and `_ken_burns`), so that every one of
 them has exactly the clip's output options.
@@ -32,8 +39,10 @@ pixel; an exact zoom leaves a few hundredths.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,11 +51,20 @@ import ffmpeg
 
 from pipeline.aspect import Aspect, Size
 from pipeline.config import VideoConfig
-from pipeline.video import ClipSpec, _ken_burns, _output, clip_argv, still_argv
+from pipeline.video import (
+    ZOOM_INTERPOLATION,
+    ClipSpec,
+    _ken_burns,
+    _output,
+    _picture,
+    clip_argv,
+    still_argv,
+)
 from tests.fakes.audio import make_wav
 
 from .measure import Timing, median, run_timed
 from .media import dot_chart, photo
+from .quality import render_reference, ssim
 
 ArgvBuilder = Callable[[ClipSpec, Path], list[str]]
 
@@ -70,17 +88,50 @@ def previous_clip_argv(spec: ClipSpec, out: Path) -> list[str]:
     return _output(video, spec, out)
 
 
-def looped_still_argv(spec: ClipSpec, out: Path) -> list[str]:
-    """`still_argv` as it was before bench/ existed: the image demuxer loops the picture, so
-    it is decoded and scaled again for every frame. Kept to show what that floor measured."""
+def recipe2_argv(spec: ClipSpec, out: Path) -> list[str]:
+    """The clip recipe before issue 19: `perspective` at the picture's size, then zoompan
+    (which makes a new swscale context for every frame) to the frame size. Its clips are
+    bit-identical to `clip_argv`'s, which brings each frame to the frame size with `scale`
+    (one swscale context for the clip)."""
     width, height = spec.frame
+    frames = spec.frames
+    rate = (spec.config.zoom - 1.0) / max(1, frames - 1)
+    z = f"(1+{rate:.12g}*in)"
+    left, top = f"(W-1)/2*(1-1/{z})", f"(H-1)/2*(1-1/{z})"
+    right, bottom = f"{left}+W/{z}", f"{top}+H/{z}"
     video = (
-        ffmpeg.input(str(spec.image), loop=1, framerate=spec.config.fps)
-        .video.filter("scale", width, height, force_original_aspect_ratio="increase")
-        .filter("crop", width, height)
+        _picture(spec)
+        .filter("loop", loop=frames - 1, size=1)
+        .filter("perspective", x0=left, y0=top, x1=right, y1=top, x2=left, y2=bottom,
+                x3=right, y3=bottom, interpolation=ZOOM_INTERPOLATION, eval="frame")
+        .filter("zoompan", d=1, s=f"{width}x{height}", fps=spec.config.fps)
         .filter("setsar", 1)
-    )
+    )  # fmt: skip
     return _output(video, spec, out)
+
+
+# `make bench` installs MoviePy (the `bench` extra) here: it pins an older Pillow than ours.
+MOVIEPY_VENV = Path(__file__).resolve().parents[1] / ".venv" / "moviepy"
+
+
+def moviepy_python() -> str | None:
+    """A Python that has MoviePy: this one, else the bench's own MoviePy venv; or None."""
+    if importlib.util.find_spec("moviepy") is not None:
+        return sys.executable
+    python = MOVIEPY_VENV / "bin" / "python"
+    return str(python) if python.exists() else None
+
+
+def moviepy_argv(python: str) -> ArgvBuilder:
+    """The MoviePy row: bench/moviepy_clip.py (it imports nothing of reelbot) run by
+    `python`, a process of its own."""
+
+    def build(spec: ClipSpec, out: Path) -> list[str]:
+        return [python, str(Path(__file__).with_name("moviepy_clip.py")), str(spec.image),
+                str(spec.audio), f"{spec.seconds:.6f}", str(spec.frame.width),
+                str(spec.frame.height), f"{spec.config.zoom:g}", str(out)]  # fmt: skip
+
+    return build
 
 
 def resample_only_argv(spec: ClipSpec, out: Path) -> list[str]:
@@ -287,11 +338,13 @@ def _still(video: ffmpeg.nodes.FilterableStream, out: Path) -> None:
 class Recipe:
     name: str
     build: ArgvBuilder
+    moves: bool = True  # a zoom (its SSIM against the exact zoom means something)
     timings: list[Timing] = field(default_factory=list)
     wall_ratios: list[float] = field(default_factory=list)
     cpu_ratios: list[float] = field(default_factory=list)
     smoothness: Smoothness | None = None
     size: int = 0  # bytes of the recipe's clip (the last round's; every round makes the same)
+    ssim: float | None = None  # against the exact zoom, lossless
 
     @property
     def wall(self) -> float:
@@ -310,11 +363,15 @@ class EncodeResult:
     rounds: int
     recipes: list[Recipe]
     preset: str  # x264's, for every recipe
+    picture: Size  # the picture's size (the API's for the aspect)
 
     @property
     def default(self) -> bool:
         """Measured at the shipped `[video]` settings (not one of `--encode-presets`)."""
         return self.preset == VideoConfig().preset
+
+    def has(self, name: str) -> bool:
+        return any(r.name == name for r in self.recipes)
 
     def recipe(self, name: str) -> Recipe:
         return next(r for r in self.recipes if r.name == name)
@@ -338,17 +395,19 @@ class EncodeResult:
 
 
 FLOOR, KEN_BURNS, CODEC_ONLY = "floor", "Ken Burns", "codec only"
-RESAMPLE_ONLY, PREVIOUS, LOOPED = "resample only", "previous", "looped still"
-READ_ONLY = "reading the frames"
+RESAMPLE_ONLY, PREVIOUS, RECIPE_2 = "resample only", "previous", "recipe 2"
+READ_ONLY, MOVIEPY = "reading the frames", "MoviePy"
 
 
 def encode_bench(
     aspect: str, *, seconds: float, rounds: int, workdir: Path, pictures: Path | None = None,
-    preset: str | None = None, smoothness: bool = True,
+    preset: str | None = None, smoothness: bool = True, moviepy: bool = True,
 ) -> EncodeResult:  # fmt: skip
     """Time the recipes side by side at `aspect`'s frame size on a photo-like picture (at
-    x264 `preset`, default the shipped one), and measure the zoom's smoothness on the dot
-    chart unless told not to. With `pictures`, write the strips there."""
+    x264 `preset`, default the shipped one), with MoviePy too if asked and installed; then
+    the SSIM of every moving recipe's clip against the exact zoom, and the zoom's
+    smoothness on the dot chart unless told not to. With `pictures`, write the strips
+    there."""
     shape = Aspect.parse(aspect)
     frame, size = shape.frame, shape.image
     config = VideoConfig() if preset is None else VideoConfig(preset=preset)
@@ -367,14 +426,18 @@ def encode_bench(
     raw = workdir / f"kenburns-{tag}.y4m"
     subprocess.run(frames_argv(spec, raw), check=True, timeout=900)
     recipes = [
-        Recipe(FLOOR, still_argv),
+        Recipe(FLOOR, still_argv, moves=False),
         Recipe(KEN_BURNS, clip_argv),
         Recipe(CODEC_ONLY, codec_only_argv(raw)),
-        Recipe(READ_ONLY, read_only_argv(raw)),
-        Recipe(RESAMPLE_ONLY, resample_only_argv),
+        Recipe(READ_ONLY, read_only_argv(raw), moves=False),
+        Recipe(RESAMPLE_ONLY, resample_only_argv, moves=False),
+        Recipe(RECIPE_2, recipe2_argv),
         Recipe(PREVIOUS, previous_clip_argv),
-        Recipe(LOOPED, looped_still_argv),
     ]
+    python = moviepy_python() if moviepy else None
+    if python is not None:
+        recipes.append(Recipe(MOVIEPY, moviepy_argv(python)))
+    clips: dict[str, Path] = {}
     try:
         for round_ in range(rounds):
             # Rotate the order, so no recipe always runs first (or right after another).
@@ -384,6 +447,8 @@ def encode_bench(
                 clip = workdir / f"{tag}-{recipe.name.replace(' ', '-')}.mp4"
                 timings[recipe.name] = run_timed(recipe.build(spec, clip))
                 recipe.size = clip.stat().st_size if clip.exists() else 0  # 0: no clip
+                if clip.exists():
+                    clips[recipe.name] = clip
             floor = timings[FLOOR]
             for recipe in recipes:
                 timing = timings[recipe.name]
@@ -393,7 +458,17 @@ def encode_bench(
     finally:
         raw.unlink(missing_ok=True)
 
-    result = EncodeResult(aspect, frame, seconds, rounds, recipes, config.preset)
+    # Quality: every moving recipe's clip against the exact zoom, lossless.
+    reference = workdir / f"exact-{tag}.mkv"
+    render_reference(image, frame, spec.frames, config.zoom, config.fps, reference)
+    try:
+        for recipe in recipes:
+            if recipe.moves and recipe.name in clips:
+                recipe.ssim = ssim(clips[recipe.name], reference)
+    finally:
+        reference.unlink(missing_ok=True)
+
+    result = EncodeResult(aspect, frame, seconds, rounds, recipes, config.preset, size)
     if not smoothness:
         return result
     dots_spec = ClipSpec(chart_file, audio, audio_seconds, frame, VideoConfig(crf=1))

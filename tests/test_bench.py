@@ -9,16 +9,20 @@ from pathlib import Path
 
 import pytest
 
+from bench.edit import Edit, EditRun, Parts, edited_script
 from bench.encode import (
     centroid,
+    moviepy_argv,
     path_errors,
     previous_clip_argv,
+    recipe2_argv,
     resample_only_argv,
     track_dots,
 )
 from bench.fakes import Latencies
 from bench.measure import process_tree, rss_bytes, run_timed
 from bench.media import dot_chart, make_script, photo
+from bench.quality import render_reference, ssim
 from bench.render import render_once, summarize
 from bench.report import Section, speech_section, write_results
 from bench.speech import RenderRace, speech_rates
@@ -26,8 +30,9 @@ from pipeline.aspect import Size
 from pipeline.config import VideoConfig
 from pipeline.events import JobDone, JobStarted, ProgressEvent, SceneEvent, Stage, Status
 from pipeline.script import parse_script
-from pipeline.video import ClipSpec, clip_argv
+from pipeline.video import ClipSpec, clip_argv, still_argv
 from tests.fakes.audio import make_wav
+from tests.media import packet_count
 
 
 def _event(t: float, scene: int, stage: Stage, status: Status) -> SceneEvent:
@@ -175,3 +180,59 @@ async def test_speech_is_measured_for_espeak_and_piper(tmp_path: Path) -> None:
     assert "Piper (joe, medium)" in section.markdown and section.verdicts
     late = speech_section(rates, RenderRace(12, 3.0, 40.0, 33.1, 36.2, 45.0), "", "")
     assert "after the last image" in late.markdown
+
+
+def test_the_exact_zoom_is_what_ssim_compares_against(tmp_path: Path) -> None:
+    """The reference follows the zoom: the clip recipe (at crf 1) scores near 1 against it,
+    the same picture without the zoom (the floor) clearly less."""
+    picture, frame = Size(144, 256), Size(270, 480)
+    photo(*picture, seed=5).save(tmp_path / "photo.png")
+    (tmp_path / "a.wav").write_bytes(make_wav(1.0))
+    spec = ClipSpec(tmp_path / "photo.png", tmp_path / "a.wav", 1.0, frame, VideoConfig(crf=1))
+    reference = tmp_path / "exact.mkv"
+    render_reference(spec.image, frame, spec.frames, spec.config.zoom, spec.config.fps, reference)
+    assert packet_count(reference) == spec.frames
+    scores = {}
+    for name, build in (("zoom", clip_argv), ("still", still_argv), ("recipe 2", recipe2_argv)):
+        subprocess.run(build(spec, tmp_path / f"{name}.mp4"), check=True, timeout=120)
+        scores[name] = ssim(tmp_path / f"{name}.mp4", reference)
+    assert ssim(reference, reference) == pytest.approx(1.0)
+    assert scores["zoom"] > 0.97 and scores["recipe 2"] > 0.97, scores
+    assert scores["still"] < scores["zoom"] - 0.02, scores
+
+
+def test_recipe_2_differs_from_the_clip_only_by_zoompan(tmp_path: Path) -> None:
+    spec = ClipSpec(tmp_path / "p.png", tmp_path / "a.wav", 1.0, Size(1080, 1920), VideoConfig())
+    before, now = recipe2_argv(spec, tmp_path / "a.mp4"), clip_argv(spec, tmp_path / "a.mp4")
+    graph = before.index("-filter_complex") + 1
+    assert "zoompan" in before[graph] and "zoompan" not in now[graph]
+    # The same inputs and the same output options (the codec's and the clip's).
+    assert before[:graph] == now[:graph]
+    assert before[before.index("-f") :] == now[now.index("-f") :]
+
+
+def test_the_moviepy_row_runs_its_own_script(tmp_path: Path) -> None:
+    spec = ClipSpec(tmp_path / "p.png", tmp_path / "a.wav", 7.7, Size(1080, 1920), VideoConfig())
+    argv = moviepy_argv("/opt/py/bin/python")(spec, tmp_path / "m.mp4")
+    assert argv[0] == "/opt/py/bin/python" and argv[1].endswith("bench/moviepy_clip.py")
+    assert argv[2:] == [str(spec.image), str(spec.audio), "8.100000", "1080", "1920", "1.12",
+                        str(tmp_path / "m.mp4")]  # fmt: skip
+
+
+def test_an_edit_changes_one_scene_and_the_bound_adds_up() -> None:
+    before = make_script(12, chars=(25, 45))
+    after = edited_script(before, 6)
+    old, new = parse_script(before).scenes, parse_script(after).scenes
+    changed = [n for n, (a, b) in enumerate(zip(old, new, strict=True), 1) if a != b]
+    assert changed == [6]
+    assert old[5].image_prompt != new[5].image_prompt and old[5].narration != new[5].narration
+    assert edited_script(before, 6, 1) != after  # every edit of a run is new to the cache
+    parts = Parts(image=3.0, speech=0.5, clip=2.0, join=0.4, sound=1.5)
+    slow = Parts(image=3.0, speech=0.5, clip=4.0, join=0.4, sound=1.5)
+    cli = EditRun("CLI", 12, (Edit(7.5, parts), Edit(7.6, parts), Edit(9.0, slow)), speech=True)
+    assert cli.turnaround == 7.6 and cli.parts == parts  # medians
+    assert cli.bound == pytest.approx(1.1 * 5.5 + 0.4 + 1.5) and cli.met
+    assert cli.ratio == pytest.approx(7.5 / (1.1 * 5.5 + 1.9))  # per edit, against its parts
+    regen = EditRun("Discord Regenerate", 12, (Edit(7.5, parts),), speech=False)
+    assert regen.bound == pytest.approx(1.1 * 5.0 + 1.9) and not regen.met
+    assert regen.sound_share == pytest.approx(1.5 / 7.5)

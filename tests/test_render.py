@@ -178,5 +178,5 @@ def test_clip_argv_is_an_argument_list_with_escaped_values(tmp_path: Path) -> No
     assert argv[0] == "ffmpeg"
     assert str(tmp_path / "a;b'c.png") in argv  # a path is one argument, never parsed
     graph = argv[argv.index("-filter_complex") + 1]
-    assert "zoompan" in graph and "a;b'c" not in graph
+    assert "perspective" in graph and "a;b'c" not in graph
     assert argv[argv.index("-t") + 1] == f"{72 / 30:.6f}"
