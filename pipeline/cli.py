@@ -4,8 +4,9 @@ host front-end plugins.
 Front ends register more sub-commands through the `reelbot.commands` entry point group
 (the Discord bot adds `reelbot bot`); the pipeline never imports them directly.
 
-Exit status: 0 done; 1 the render failed (a scene, the join, a full disk: the input was fine);
-2 the input cannot be used (script, config, an option, the output place); 130 interrupted.
+Exit status: 0 done; 1 the render (or the draft) failed (a scene, the join, a full disk, the
+chat server: the input was fine); 2 the input cannot be used (script, its media, config, an
+option, the output place); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
+    failed = f"[red]{'draft' if args.command == 'draft' else 'render'} failed:[/]"
     try:
         result: int = args.run(args)
         return result
@@ -73,17 +75,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say("[red]error:[/]", exc)
         return 2
     except SceneFailed as exc:
-        _say("[red]render failed:[/]", exc)
+        _say(failed, exc)
         return 1
-    except ReelbotError as exc:  # the join, the sound, the disk: the input was fine
-        _say("[red]render failed:[/]", exc)
+    except ReelbotError as exc:  # the join, the sound, the disk, a server: the input was fine
+        _say(failed, exc)
         return 1
     except KeyboardInterrupt:
         console.print("[yellow]stopped[/]")
         return 130
     except OSError as exc:  # a file the render needed, outside the checked places
-        log.debug("render failed", exc_info=True)
-        _say("[red]render failed:[/]", StorageError(os_reason(exc)))
+        log.debug("%s failed", args.command, exc_info=True)
+        _say(failed, StorageError(os_reason(exc)))
         return 1
     except Exception as exc:  # a bug: the traceback is for -vv, the user gets one line
         log.debug("unexpected error", exc_info=True)

@@ -176,7 +176,12 @@ def _usable(answer: str, finish_reason: str, scenes: int, settings: Settings) ->
 
 
 def _script_part(answer: str) -> str:
-    """The script in an answer: without a code fence around it, or a sentence before it."""
-    lines = [line for line in answer.replace("\r\n", "\n").split("\n") if not _FENCE.match(line)]
+    """The script in an answer: the inside of a code fence around it, and from its title on
+    (a model may say a sentence before and after it)."""
+    lines = answer.replace("\r\n", "\n").split("\n")
+    fences = [i for i, line in enumerate(lines) if _FENCE.match(line)]
+    if fences:
+        end = fences[1] if len(fences) > 1 else len(lines)
+        lines = lines[fences[0] + 1 : end]
     start = next((i for i, line in enumerate(lines) if line.startswith("# ")), 0)
     return "\n".join(lines[start:]).strip() + "\n"
