@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ MEDIA_KIND = "media"  # the artifact cache's folder for own media
 MEDIA_MAX_SIDE = 8192  # pixels a side: a 48-megapixel phone photo fits, a decompression bomb not
 WANTED = "a picture (PNG, JPEG, WebP) or a video clip (MP4, MOV, WebM)"
 MB = 1024 * 1024
+_LOG_PREFIX = re.compile(r"^\[[^\]]*\]\s*")
 _CHUNK = 1024 * 1024
 # ffprobe's format names → what the file is, for the refusal of what is neither.
 _PICTURES = {"png_pipe": ".png", "jpeg_pipe": ".jpg", "webp_pipe": ".webp"}
@@ -305,21 +307,22 @@ def _check_picture(path: Path, limits: LimitsConfig) -> _Inspected:
         raise MediaProblem("is damaged: its picture cannot be read") from None
     with picture:
         kind = picture.format or "?"
+        shown = {"WEBP": "WebP"}.get(kind, kind)
         if getattr(picture, "n_frames", 1) > 1:
-            raise MediaProblem(f"is an animated {kind}; a still picture (or an MP4 clip) "
+            raise MediaProblem(f"is an animated {shown}; a still picture (or an MP4 clip) "
                                "is needed")  # fmt: skip
         width, height = _check_sides(*picture.size, limits)
         try:
             picture.load()  # every pixel: a cut-off or garbled file fails here
         except Exception as exc:
-            raise MediaProblem(f"is damaged: its picture cannot be decoded "
-                               f"({type(exc).__name__})") from None  # fmt: skip
+            said = str(exc).strip()[:80] or type(exc).__name__
+            raise MediaProblem(f"is damaged: its picture cannot be decoded ({said})") from None
         orientation = picture.getexif().get(0x0112, 1)  # EXIF Orientation
     if orientation in (5, 6, 7, 8):  # a quarter turn: the sides swap
         width, height = height, width
     suffix = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp"}.get(kind)
     if suffix is None:
-        raise MediaProblem(f"is a {kind} picture; {WANTED} is needed")
+        raise MediaProblem(f"is a {shown} picture; {WANTED} is needed")
     return _Inspected("picture", suffix, width, height, turn=orientation not in (0, 1))
 
 
@@ -372,8 +375,11 @@ async def _decode_keyframes(path: Path) -> None:
     try:
         await run_program(argv, what="ffmpeg", timeout=300)
     except MediaError as exc:
-        detail = exc.detail.strip().splitlines()[-1][:120] if exc.detail.strip() else str(exc)
-        raise MediaProblem(f"is damaged: its picture cannot be decoded ({detail})") from None
+        lines = exc.detail.strip().splitlines()
+        # ffmpeg's last words, without its "[h264 @ 0x55…]" prefix
+        detail = _LOG_PREFIX.sub("", lines[-1]).strip().rstrip(".")[:120] if lines else ""
+        raise MediaProblem("is damaged: its picture cannot be decoded"
+                           + (f" ({detail})" if detail else "")) from None  # fmt: skip
 
 
 def _check_sides(width: int, height: int, limits: LimitsConfig) -> tuple[int, int]:
