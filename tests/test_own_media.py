@@ -155,10 +155,10 @@ def bad_media(folder: Path, kind: str) -> str:
                           size=(640, 360))  # fmt: skip
         fast = ["ffmpeg", "-v", "error", "-i", str(whole), "-c", "copy", "-movflags", "+faststart"]
         subprocess.run([*fast, str(folder / "fast.mp4")], check=True, timeout=60)
-        data = bytearray((folder / "fast.mp4").read_bytes())
-        for i in range(len(data) // 2, len(data), 5):
-            data[i] = 0x55
-        (folder / "garbled.mp4").write_bytes(bytes(data))
+        garbled = bytearray((folder / "fast.mp4").read_bytes())
+        for i in range(len(garbled) // 2, len(garbled), 5):
+            garbled[i] = 0x55
+        (folder / "garbled.mp4").write_bytes(bytes(garbled))
         return "garbled.mp4"
     if kind == "damaged picture":
         whole = make_picture(folder / "whole.png", image_format="PNG")
