@@ -75,9 +75,9 @@ def frame_colour(video: Path, at: float, box: tuple[int, int, int, int] | None =
         picture = frame.convert("RGB")
     width, height = picture.size
     box = box or (width * 9 // 20, height * 9 // 20, width * 11 // 20, height * 11 // 20)
-    region = picture.crop(box)
-    pixels = list(region.getdata())
-    red, green, blue = (round(sum(p[i] for p in pixels) / len(pixels)) for i in range(3))
+    mean = picture.crop(box).resize((1, 1), Image.Resampling.BOX).getpixel((0, 0))
+    assert isinstance(mean, tuple)
+    red, green, blue = (int(v) for v in mean[:3])
     return red, green, blue
 
 
