@@ -1,10 +1,12 @@
-"""`reelbot`: render a script from the terminal, check the set-up, and host front-end plugins.
+"""`reelbot`: render a script from the terminal, draft one from a topic, check the set-up, and
+host front-end plugins.
 
 Front ends register more sub-commands through the `reelbot.commands` entry point group
 (the Discord bot adds `reelbot bot`); the pipeline never imports them directly.
 
-Exit status: 0 done; 1 the render failed (a scene, the join, a full disk: the input was fine);
-2 the input cannot be used (script, config, an option, the output place); 130 interrupted.
+Exit status: 0 done; 1 the render (or the draft) failed (a scene, the join, a full disk, the
+chat server: the input was fine); 2 the input cannot be used (script, its media, config, an
+option, the output place); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -26,14 +28,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from .aspect import Aspect
-from .config import load_settings
+from .cache import ArtifactCache
+from .config import Settings, load_settings
 from .doctor import run_doctor
+from .draft import DEFAULT_SCENES, Draft, draft_script
 from .errors import InputError, ReelbotError, SceneFailed, StorageError
 from .events import JobDone, JobFailed, ProgressEvent, Stage, Status
 from .image_slot import stop_grace
 from .logs import setup_logging
+from .own_media import FolderMedia, OwnMedia, prepare_media
 from .places import check_data_dir, check_output, os_reason
-from .plan import plan_render
+from .plan import RenderPlan, plan_render
 from .plugins import front_ends
 from .progress import SCENE_STAGES, RenderProgress
 from .render import render_plan
@@ -62,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
+    failed = f"[red]{'draft' if args.command == 'draft' else 'render'} failed:[/]"
     try:
         result: int = args.run(args)
         return result
@@ -69,17 +75,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say("[red]error:[/]", exc)
         return 2
     except SceneFailed as exc:
-        _say("[red]render failed:[/]", exc)
+        _say(failed, exc)
         return 1
-    except ReelbotError as exc:  # the join, the sound, the disk: the input was fine
-        _say("[red]render failed:[/]", exc)
+    except ReelbotError as exc:  # the join, the sound, the disk, a server: the input was fine
+        _say(failed, exc)
         return 1
     except KeyboardInterrupt:
         console.print("[yellow]stopped[/]")
         return 130
     except OSError as exc:  # a file the render needed, outside the checked places
-        log.debug("render failed", exc_info=True)
-        _say("[red]render failed:[/]", StorageError(os_reason(exc)))
+        log.debug("%s failed", args.command, exc_info=True)
+        _say(failed, StorageError(os_reason(exc)))
         return 1
     except Exception as exc:  # a bug: the traceback is for -vv, the user gets one line
         log.debug("unexpected error", exc_info=True)
@@ -115,6 +121,19 @@ def _parser() -> argparse.ArgumentParser:
                         help="also draw the render's timeline (a Gantt chart)")  # fmt: skip
     render.set_defaults(run=_render)
 
+    draft = commands.add_parser(
+        "draft", help="draft a script from a topic with a chat model ([llm] in the config)"
+    )
+    draft.add_argument("topic", help='what the video is about, e.g. "why cats purr"')
+    draft.add_argument("--scenes", type=_scene_count, default=DEFAULT_SCENES, metavar="N",
+                       help=f"how many scenes (default {DEFAULT_SCENES})")  # fmt: skip
+    draft.add_argument("--aspect", type=_aspect, help="9:16, 16:9 or 1:1 (default: [video] aspect)")
+    draft.add_argument("-o", "--output", type=Path, metavar="FILE.md",
+                       help="write the script here (default: print it)")  # fmt: skip
+    draft.add_argument("--force", action="store_true", help="overwrite FILE.md if it exists")
+    draft.add_argument("--config", type=Path, help="a config.toml")
+    draft.set_defaults(run=_draft)
+
     voices = commands.add_parser("voices", help="list the voices of the configured speech provider")
     voices.add_argument("--config", type=Path, help="a config.toml")
     voices.add_argument("filter", nargs="?", default="", help="only voices matching this")
@@ -148,6 +167,12 @@ def _aspect(text: str) -> Aspect:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _scene_count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 999:
+        raise argparse.ArgumentTypeError(f"a number of scenes, from 1, not {text!r}")
+    return int(text)
+
+
 def _png(text: str) -> Path:
     path = Path(text)
     if path.suffix.lower() != ".png":
@@ -162,27 +187,43 @@ def _render(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise InputError(f"cannot read the script {args.script}: {exc.strerror}") from None
     script = parse_script(source, filename=args.script.name, limits=settings.limits)
-    plan = plan_render(script, settings, aspect=args.aspect, voice=args.voice, title=args.title,
-                       captions=args.captions, music=args.music)  # fmt: skip
     # Every place the render writes is checked now, not after minutes of work (the timeline
     # is an extra: it never changes the outcome, and a failure to write it is said after).
     output = check_output(args.output or Path(f"{args.script.stem}.mp4"), what="the video")
     check_data_dir(settings.storage.data_dir)
+    cache = ArtifactCache(settings.storage.data_dir / "cache")
+    # The scenes' own media: found next to the script, checked and copied into the cache
+    # before anything is asked of a service, and pinned there until the render ends.
+    with cache.pinning() as pin:
+        media: dict[int, OwnMedia] = {}
+        if any(scene.media is not None for scene in script.scenes):
+            folder = FolderMedia(args.script.parent)
+            media = asyncio.run(prepare_media(script, folder, cache, settings.limits, pin=pin))
+        plan = plan_render(script, settings, aspect=args.aspect, voice=args.voice,
+                           title=args.title, captions=args.captions, music=args.music,
+                           media=media)  # fmt: skip
+        return _render_plan(args, settings, plan, output)
+
+
+def _render_plan(
+    args: argparse.Namespace, settings: Settings, plan: RenderPlan, output: Path
+) -> int:
     if plan.music is not None:
         asyncio.run(check_music(plan.music))
     check_tts(settings)
     progress = RenderProgress()
     events: list[ProgressEvent] = []
     started = time.monotonic()
+    own = {s.number: s.media.label for s in plan.scenes if s.media is not None}
     # The live table only on a terminal; elsewhere (a log, a pipe) the outcome's one line.
-    live = Live(_table(progress, 0), console=console, refresh_per_second=8,
+    live = Live(_table(progress, 0, own), console=console, refresh_per_second=8,
                 transient=False) if console.is_terminal else None  # fmt: skip
 
     def on_event(event: ProgressEvent) -> None:
         events.append(event)
         progress.apply(event)
         if live is not None:
-            live.update(_table(progress, time.monotonic() - started))
+            live.update(_table(progress, time.monotonic() - started, own))
         if isinstance(event, JobFailed):  # stopped or failed: an image may be in flight
             _say_images_kept(progress, stop_grace(settings.images))
 
@@ -192,7 +233,7 @@ def _render(args: argparse.Namespace) -> int:
                                              sequential=args.sequential))  # fmt: skip
     finally:
         if live is not None:
-            live.update(_table(progress, time.monotonic() - started))
+            live.update(_table(progress, time.monotonic() - started, own))
         if args.timeline is not None and events:  # after a failure too: it shows where
             _write_timeline(events, args.timeline, settings.storage.data_dir)
     done = next(e for e in reversed(result.events) if isinstance(e, JobDone))
@@ -201,6 +242,44 @@ def _render(args: argparse.Namespace) -> int:
         f"{len(plan.scenes)} scenes, {plan.frame}, rendered in {done.t:.1f} s",
         highlight=False,
     )
+    return 0
+
+
+def _draft(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    output = args.output
+    if output is not None:
+        if output.exists() and not args.force:
+            raise InputError(f"{output} exists; choose another name, or --force to replace it")
+        check_output(output, what="the script")
+
+    async def ask() -> Draft:
+        async with httpx.AsyncClient() as client:
+            return await draft_script(args.topic, settings, client, scenes=args.scenes,
+                                      aspect=args.aspect)  # fmt: skip
+
+    with console.status(f"drafting {args.scenes} scenes with {escape(settings.llm.model)}…"):
+        draft = asyncio.run(ask())
+    if draft.first_problem is not None:
+        console.print(f"[yellow]the first draft was sent back ({escape(draft.first_problem)});"
+                      " the second one is usable[/]", highlight=False)  # fmt: skip
+    scenes = len(draft.script.scenes)
+    summary = f"{scenes} scenes, {draft.script.aspect}, by {escape(draft.model)}"
+    if output is None:
+        sys.stdout.write(draft.text)
+        sys.stdout.flush()
+        console.print(f"[green]✓[/] drafted {escape(draft.script.title)!r}: {summary}",
+                      highlight=False)  # fmt: skip
+        return 0
+    temp = output.with_name(f".{output.name}.part")
+    try:
+        temp.write_text(draft.text, encoding="utf-8")
+        temp.replace(output)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        raise StorageError(f"cannot write the script {output}: {os_reason(exc)}") from None
+    console.print(f"[green]✓[/] {escape(str(output))}: {summary}. Read it, edit it, then "
+                  f"`reelbot render {escape(str(output))}`", highlight=False)  # fmt: skip
     return 0
 
 
@@ -258,7 +337,9 @@ def _write_timeline(events: list[ProgressEvent], path: Path, data_dir: Path) -> 
     console.print(f"timeline: {escape(str(chart.path))}", highlight=False)
 
 
-def _table(progress: RenderProgress, elapsed: float) -> Table:
+def _table(progress: RenderProgress, elapsed: float, own: Mapping[int, str] | None = None) -> Table:
+    """`own`: the scenes with their own media, and what it is ("own picture")."""
+    own = own or {}
     # The title is the user's text: escaped, so `[/x]` in it is shown, not read as markup.
     table = Table(title=escape(progress.title or "reelbot"), title_justify="left", expand=False)
     table.add_column("scene", justify="right")
@@ -266,6 +347,8 @@ def _table(progress: RenderProgress, elapsed: float) -> Table:
         table.add_column(stage.value)
     for scene in progress.scenes:
         cells = [SYMBOLS[scene.status(stage)] for stage in SCENE_STAGES]
+        if scene.number in own and scene.status(Stage.IMAGE) is Status.CACHED:
+            cells[SCENE_STAGES.index(Stage.IMAGE)] = f"[green]✓[/] {own[scene.number]}"
         table.add_row(str(scene.number), *cells)
         if scene.message:
             table.add_row("", f"[red]{escape(scene.message)}[/]", "", "")

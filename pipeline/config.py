@@ -1,9 +1,10 @@
 """Settings: a TOML file, overridden by `REELBOT_SECTION__KEY` environment variables.
 
 Secrets never come from the file: they are read from their own environment variables
-(`TOGETHER_API_KEY`, `TTS_API_KEY`) into `SecretStr`, which masks them in every repr. A key is
-stripped of surrounding whitespace; one with a control character inside is refused, by the
-variable's name (a key goes into an HTTP header, and a bad header ends up in error messages).
+(`TOGETHER_API_KEY`, `TTS_API_KEY`, `LLM_API_KEY`) into `SecretStr`, which masks them in every
+repr. A key is stripped of surrounding whitespace; one with a control character inside is
+refused, by the variable's name (a key goes into an HTTP header, and a bad header ends up in
+error messages).
 
 The file is strict: a table or key that no installed part of reelbot reads is an error with a
 "did you mean", since a misspelt `[vidoe]` would otherwise be silently ignored. The known
@@ -41,6 +42,7 @@ __all__ = [
     "CaptionsConfig",
     "ConfigSection",
     "ImagesConfig",
+    "LLMConfig",
     "LimitsConfig",
     "Secrets",
     "Settings",
@@ -136,6 +138,9 @@ class VideoConfig(ConfigSection):
     timeout: float = Field(600.0, gt=0)
     # Seconds of crossfade between scenes (0: a cut). Only the seams are re-encoded.
     crossfade: float = Field(0.0, ge=0, le=2.0)
+    # A scene's own video clip: its sound is dropped ("drop"), or mixed under the narration and
+    # ducked while it speaks ("duck", at `[sound] clip_level`).
+    clip_audio: Literal["drop", "duck"] = "drop"
 
     @property
     def encoder_slots(self) -> int:
@@ -176,6 +181,9 @@ class SoundConfig(ConfigSection):
     duck_threshold: float = Field(-36.0, ge=-60, le=0)
     # Seconds of fade-out at the end of the video.
     music_fade: float = Field(2.0, ge=0, le=10)
+    # With `[video] clip_audio = "duck"`: the own clips' sound relative to the narration's
+    # loudness, in LU, before ducking (ducked like the music).
+    clip_level: float = Field(-10.0, ge=-40, le=0)
 
 
 class StorageConfig(ConfigSection):
@@ -202,6 +210,21 @@ class LimitsConfig(ConfigSection):
     speech_chars_per_second: float = Field(8.0, gt=0)
     speech_max_factor: float = Field(4.0, ge=1)
     speech_extra_seconds: float = Field(5.0, ge=0)
+    # A scene's own picture or video clip (`media:` in a script): at most this many bytes, and a
+    # clip at most this many seconds long (a longer scene loops it; a shorter one uses its start).
+    max_media_bytes: int = Field(100 * 1024 * 1024, ge=1024)
+    max_media_seconds: float = Field(120.0, gt=0)
+
+
+class LLMConfig(ConfigSection):
+    """`reelbot draft`: an OpenAI-compatible chat completions server (OpenAI, Together,
+    Ollama, vLLM, ...). Unset `base_url`: drafting is off."""
+
+    base_url: str | None = Field(None, min_length=1)
+    model: str = Field("gpt-4o-mini", min_length=1)
+    timeout: float = Field(120.0, gt=0)
+    # Attempts per request on server errors, timeouts and unreachable hosts.
+    max_attempts: int = Field(2, ge=1, le=10)
 
 
 class Secrets(BaseSettings):
@@ -215,6 +238,7 @@ class Secrets(BaseSettings):
         None, validation_alias=AliasChoices("TOGETHER_API_KEY")
     )
     tts_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("TTS_API_KEY"))
+    llm_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("LLM_API_KEY"))
 
     @field_validator("*", mode="before")
     @classmethod
@@ -250,6 +274,7 @@ class Settings(BaseSettings):
     sound: SoundConfig = SoundConfig()
     storage: StorageConfig = StorageConfig()
     limits: LimitsConfig = LimitsConfig()
+    llm: LLMConfig = LLMConfig()
     secrets: Secrets = Field(default_factory=Secrets, exclude=True)
 
     @classmethod
@@ -276,7 +301,9 @@ def _control(ch: str) -> bool:
 
 
 # Names a secret goes by: found in the config file, they get the "environment only" answer.
-_SECRET_KEYS = {"api_key", "token", "together_api_key", "tts_api_key", "discord_token"}
+_SECRET_KEYS = {
+    "api_key", "token", "together_api_key", "tts_api_key", "llm_api_key", "discord_token",
+}  # fmt: skip
 _SECRET_NAMES = {"secrets", "key", *_SECRET_KEYS}
 _ENV_PREFIX = "REELBOT_"
 
@@ -341,7 +368,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _secrets_refusal(where: str) -> ConfigError:
     return ConfigError(
         f"{where}: secrets belong in environment variables "
-        "(TOGETHER_API_KEY, TTS_API_KEY, DISCORD_TOKEN), not in the config file"
+        "(TOGETHER_API_KEY, TTS_API_KEY, LLM_API_KEY, DISCORD_TOKEN), not in the config file"
     )
 
 

@@ -6,7 +6,9 @@
      │    └── ScriptError        the script cannot be read (names the line and scene)
      ├── ProviderError           a remote or local generator failed
      │    ├── TTSError
-     │    └── ImageError
+     │    ├── ImageError
+     │    ├── LLMError           the chat model's server (`reelbot draft`)
+     │    └── DraftError         the model's script could not be used, even when told why
      ├── MediaError              ffmpeg / ffprobe / espeak-ng failed (keeps stderr for logs)
      ├── StorageError            a file could not be written: a full disk, a read-only place
      └── SceneFailed             a scene failed at one stage (wraps one of the above)
@@ -20,8 +22,10 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "DraftError",
     "ImageError",
     "InputError",
+    "LLMError",
     "MediaError",
     "ProviderError",
     "ReelbotError",
@@ -69,6 +73,14 @@ class TTSError(ProviderError):
 
 class ImageError(ProviderError):
     pass
+
+
+class LLMError(ProviderError):
+    """The chat model's server refused or failed (`reelbot draft`)."""
+
+
+class DraftError(ProviderError):
+    """The model's script could not be used, even after it was told why."""
 
 
 class MediaError(ReelbotError):

@@ -26,7 +26,7 @@ __all__ = [
     "setup_logging",
 ]
 
-SECRET_VARIABLES = ("TOGETHER_API_KEY", "TTS_API_KEY", "DISCORD_TOKEN")
+SECRET_VARIABLES = ("TOGETHER_API_KEY", "TTS_API_KEY", "LLM_API_KEY", "DISCORD_TOKEN")
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s'\"\\]+")
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 

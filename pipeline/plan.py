@@ -7,6 +7,7 @@ resumed render asks for exactly the same image.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from .captions import captions_wanted
 from .config import Settings
 from .errors import ScriptError
 from .images.base import ImageRequest
+from .own_media import OwnMedia
 from .script import Script
 from .soundtrack import pick_music
 from .text import clean_text
@@ -29,7 +31,9 @@ class ScenePlan:
     narration: str
     voice: str
     speed: float
+    # The image that would be generated; with `media` (the scene's own picture or clip) none is.
     image: ImageRequest
+    media: OwnMedia | None = None
 
 
 @dataclass(frozen=True)
@@ -67,9 +71,13 @@ def plan_render(
     title: str | None = None,
     captions: bool | None = None,
     music: Path | None = None,
+    media: Mapping[int, OwnMedia] | None = None,
 ) -> RenderPlan:
     """Resolve a script. Explicit arguments (a front end's options) beat the script's header,
     which beats the config.
+
+    `media`: each scene's own media by scene number, from `pipeline.own_media.prepare_media`
+    (checked and in the cache); a script naming media needs it (ScriptError otherwise).
 
     `captions`: None follows `[captions] enabled` ("auto": on for 9:16). `music`: a file or a
     folder, else `[sound] music`; from a folder one track is picked by the script's content.
@@ -77,6 +85,11 @@ def plan_render(
     # A front end's options are user text too: cleaned as the script's own text is.
     title, voice = clean_text(title or "") or None, clean_text(voice or "") or None
     _check_speech_input(script, settings)
+    media = media or {}
+    for scene in script.scenes:
+        if scene.media is not None and scene.number not in media:
+            raise ScriptError(f"media {scene.media!r} cannot be used here: no media was given "
+                              "with this script", line=scene.line, scene=scene.number)  # fmt: skip
     chosen = aspect or script.aspect or settings.video.aspect
     size = settings.images.size_for(chosen)
     fallback_voice = default_voice(settings)
@@ -98,6 +111,7 @@ def plan_render(
                 steps=settings.images.model_steps,
                 model=settings.images.model,
             ),
+            media=media.get(scene.number) if scene.media is not None else None,
         )
         for scene in script.scenes
     )

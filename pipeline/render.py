@@ -3,6 +3,12 @@ each scene's clip is encoded the moment its image and audio both exist; then the
 joined by stream copy.
 
     script → plan → (audio ∥ image) per scene → clip per scene → join → video
+
+A scene with its own media (`ScenePlan.media`, checked and cached by `pipeline/own_media.py`)
+asks for no image: its picture gets the same Ken Burns zoom, and its video clip is looped or
+cut to the narration and encoded like every clip (`video.media_clip_argv`), so the join stays a
+stream copy. Its image stage reports the picture (a clip: one frame of it, for storyboards
+and review) as CACHED, never DONE: DONE is what a paid image reports.
 """
 
 from __future__ import annotations
@@ -40,13 +46,22 @@ from .image_slot import ImageSlot, stop_grace
 from .images import ImageProvider, ImageRequest, make_images
 from .images.formats import IMAGE_SUFFIXES, image_type_of
 from .media import probe_duration
+from .own_media import MEDIA_KIND, OwnMedia
 from .places import os_reason
 from .plan import RenderPlan, ScenePlan
+from .proc import run_program
 from .soundtrack import NarrationPart, finish_sound, sound_pass_needed
 from .transitions import Piece, clip_keyframes, join_with_crossfades
 from .tts import TTSProvider, close_tts, make_tts
 from .tts.base import SharesCPU, WordMark, WordTimedTTS
-from .video import ClipSpec, clip_frames, encode_clip, join_clips
+from .video import (
+    ClipSpec,
+    clip_frames,
+    encode_clip,
+    encode_media_clip,
+    join_clips,
+    poster_argv,
+)
 
 __all__ = [
     "RenderResult",
@@ -62,6 +77,7 @@ T = TypeVar("T")
 U = TypeVar("U")
 # Bump when the clip recipe changes, so cached clips made the old way are not reused.
 CLIP_RECIPE = 2  # 2: perspective-resampled zoom, captions, keyframes
+MEDIA_CLIP_RECIPE = 1  # a scene's own video clip (video.media_clip_argv)
 
 
 @dataclass(frozen=True)
@@ -73,6 +89,9 @@ class SceneArtifacts:
     clip: Path
     clip_seconds: float
     captions: Path | None = None  # the ASS file burned into the clip
+    # The scene's own video clip, when its sound is mixed under the narration
+    # (`[video] clip_audio = "duck"`, in the sound pass).
+    sound: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -233,7 +252,9 @@ class Renderer:
         pass re-encodes the audio (only) from the scenes' WAVs into `out`."""
         video, sound = self.settings.video, self.settings.sound
         crossfade = video.crossfade > 0 and len(scenes) > 1
-        mix = sound_pass_needed(sound, music=plan.music, crossfade=crossfade)
+        clip_sound = any(s.sound is not None for s in scenes)
+        mix = sound_pass_needed(sound, music=plan.music, crossfade=crossfade,
+                                clip_sound=clip_sound)  # fmt: skip
         fades: list[float] = []
         if crossfade:  # the clips are cut at their keyframes; only the seams are encoded
             work = joined.with_name(joined.stem + ".seams")
@@ -249,7 +270,9 @@ class Renderer:
         if not mix:
             return
         self._finishing = "mixing the sound"
-        parts = [NarrationPart(s.audio.resolve(), s.clip_seconds) for s in scenes]
+        parts = [NarrationPart(s.audio.resolve(), s.clip_seconds,
+                               s.sound.resolve() if s.sound is not None else None)
+                 for s in scenes]  # fmt: skip
         await finish_sound(joined, out, parts, config=sound, music=plan.music, crossfades=fades,
                            audio_bitrate=video.audio_bitrate, timeout=video.timeout)  # fmt: skip
 
@@ -334,6 +357,8 @@ class Renderer:
         return {"voice_file": identity(voice)} if identity is not None else {}
 
     async def _image(self, scene: ScenePlan) -> Path:
+        if scene.media is not None:
+            return await self._own_image(scene.number, scene.media)
         request = scene.image
         key = image_key(self.images.name, request)
         seed = request.seed
@@ -372,6 +397,32 @@ class Renderer:
         self._scene_event(scene.number, Stage.IMAGE, status, path=path, seed=seed)
         return path
 
+    async def _own_image(self, number: int, media: OwnMedia) -> Path:
+        """A scene's own picture, or one frame of its own clip: never a request."""
+
+        async def poster() -> Path:
+            at = min(1.0, (media.seconds or 0.0) / 3)
+            key = content_key("poster", media=media.path.name, at=at)
+            found = self.cache.lookup("poster", key, ".png")
+            if found is not None:
+                return found
+            async with self.cache.writing("poster", key, ".png") as temp:
+                await run_program(poster_argv(media.path, temp, at=at),
+                                  what=f"ffmpeg (a frame of scene {number}'s clip)",
+                                  timeout=self.settings.video.timeout)  # fmt: skip
+            return self.cache.path("poster", key, ".png")
+
+        async def own() -> Path:
+            # Pinned while the render runs; looked up, it is also marked as just used.
+            if self.cache.lookup(MEDIA_KIND, media.path.stem, media.path.suffix) is None:
+                raise MediaError(f"the scene's own media {media.name!r} left the cache "
+                                 "before it was used")  # fmt: skip
+            return media.path if media.kind == "picture" else await poster()
+
+        path = await self._stage(number, Stage.IMAGE, own())
+        self._scene_event(number, Stage.IMAGE, Status.CACHED, path=path)
+        return path
+
     async def _clip(
         self, plan: RenderPlan, scene: ScenePlan, image: Path, speech: _Speech
     ) -> SceneArtifacts:
@@ -384,14 +435,22 @@ class Renderer:
             timing = "words" if speech.words is not None else "proportional"
             captions = {"style": self.settings.captions.model_dump(mode="json"),
                         "text": scene.narration, "timing": timing}  # fmt: skip
+        own_clip = scene.media if scene.media is not None and scene.media.kind == "video" else None
+        picture: dict[str, object] = {"recipe": CLIP_RECIPE, "image": image.name,
+                                      "zoom": video.zoom}  # fmt: skip
+        if own_clip is not None:
+            picture = {"recipe": MEDIA_CLIP_RECIPE, "media": own_clip.path.name}
         key = content_key(
-            "clip", recipe=CLIP_RECIPE, image=image.name, audio=audio.name, frame=str(plan.frame),
-            fps=video.fps, pad=video.pad_seconds, zoom=video.zoom, crf=video.crf,
-            preset=video.preset, audio_bitrate=video.audio_bitrate, captions=captions,
-            keyframes=keyframes,
+            "clip", **picture, audio=audio.name, frame=str(plan.frame), fps=video.fps,
+            pad=video.pad_seconds, crf=video.crf, preset=video.preset,
+            audio_bitrate=video.audio_bitrate, captions=captions, keyframes=keyframes,
         )  # fmt: skip
+        sound = None
+        if own_clip is not None and own_clip.sound and video.clip_audio == "duck":
+            sound = own_clip.path
         done = SceneArtifacts(scene.number, audio, seconds, image,
-                              self.cache.path("clip", key, ".mp4"), spec.seconds)  # fmt: skip
+                              self.cache.path("clip", key, ".mp4"), spec.seconds,
+                              sound=sound)  # fmt: skip
         if self.cache.lookup("clip", key, ".mp4") is not None:
             if captions is not None:
                 done = replace(done, captions=self.cache.lookup("captions", key, ".ass"))
@@ -408,7 +467,11 @@ class Renderer:
                 self._stop_if_failing()
                 self._scene_event(scene.number, Stage.CLIP, Status.STARTED)
                 async with self.cache.writing("clip", key, ".mp4") as temp:
-                    await encode_clip(replace(spec, captions=ass), temp, scene=scene.number)
+                    if own_clip is not None:
+                        await encode_media_clip(replace(spec, captions=ass), own_clip.path,
+                                                temp, scene=scene.number)  # fmt: skip
+                    else:
+                        await encode_clip(replace(spec, captions=ass), temp, scene=scene.number)
                     await check_clip(temp, seconds=spec.seconds, fps=video.fps)
             return ass
 
@@ -523,11 +586,13 @@ def image_key(provider: str, request: ImageRequest) -> str:
 
 def images_to_make(plan: RenderPlan, cache: ArtifactCache, provider: str) -> list[int]:
     """The scenes of `plan` whose image is not in the cache: each will be one image request
-    (a paid one, with a paid provider). Reads the cache without touching it."""
+    (a paid one, with a paid provider). A scene with its own media makes none. Reads the cache
+    without touching it."""
     return [
         scene.number
         for scene in plan.scenes
-        if not any(
+        if scene.media is None
+        and not any(
             _exists(cache.path("image", image_key(provider, scene.image), suffix))
             for suffix in IMAGE_SUFFIXES
         )

@@ -1,8 +1,15 @@
 """Scripts: Markdown (main), JSON and plain text, parsed into one validated model.
 
 Every problem raises `ScriptError`, whose message names the line (and the scene). Every text
-field (title, narration, prompts, voice) goes through `clean_text`: one line, no control
-character or terminal escape, whatever a JSON escape spelled.
+field (title, narration, prompts, voice, media names) goes through `clean_text`: one line, no
+control character or terminal escape, whatever a JSON escape spelled.
+
+A scene may show its own picture or video clip instead of a generated image: `media: NAME` in
+a Markdown scene, `"media": "NAME"` in a JSON scene, a line `media: NAME` in a plain-text
+paragraph (there, NAME is one word with a file extension, so narration such as "Media: the
+press loved it" stays narration). The name is only text here; what it names is found and
+checked by `pipeline/own_media.py` (the CLI: in the script's folder; the bot: among the files
+uploaded with the render). `to_markdown` writes a script back as Markdown.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from .config import LimitsConfig
 from .errors import ScriptError
 from .text import clean_text
 
-__all__ = ["SEED_MAX", "Scene", "Script", "ScriptFormat", "parse_script"]
+__all__ = ["SEED_MAX", "Scene", "Script", "ScriptFormat", "parse_script", "to_markdown"]
 
 ScriptFormat = Literal["markdown", "json", "text"]
 # Seeds are 0 to 2**31 - 1: the image API takes an integer, and a signed 32-bit one is what
@@ -36,6 +43,8 @@ class Scene(BaseModel):
     negative_prompt: str | None = None
     voice: str | None = None
     seed: int | None = Field(None, ge=0, le=SEED_MAX)
+    # The scene's own picture or clip, by name (None: a generated image of `image_prompt`).
+    media: str | None = None
     line: int = 1
 
 
@@ -65,7 +74,10 @@ _SCENE_KEYS = {
     "negative_prompt": "negative_prompt",
     "voice": "voice",
     "seed": "seed",
+    "media": "media",
 }
+# What a scene with its own media cannot also have: they describe the generated image.
+_IMAGE_FIELDS = ("image_prompt", "negative_prompt", "seed")
 _KEY_LINE = re.compile(r"^\s*([A-Za-z_]+)\s*:\s*(.*)$")
 _EXTENSIONS: dict[str, ScriptFormat] = {
     ".md": "markdown",
@@ -258,9 +270,11 @@ def _finish_scene(draft: _SceneDraft) -> Scene:
         )
     values = {field: value for field, (value, _) in draft.fields.items()}
     seed: int | None = None
+    if "media" in values:
+        _media_alone(draft.fields, draft.number)
     if "seed" in values:
         seed = _parse_seed(values.pop("seed"), draft.fields["seed"][1], draft.number)
-    for field in ("image_prompt", "negative_prompt", "voice"):
+    for field in ("image_prompt", "negative_prompt", "voice", "media"):
         if field in values and not values[field]:
             raise ScriptError(
                 f"'{field.split('_')[0]}:' is empty",
@@ -274,8 +288,21 @@ def _finish_scene(draft: _SceneDraft) -> Scene:
         negative_prompt=values.get("negative_prompt"),
         voice=values.get("voice"),
         seed=seed,
+        media=values.get("media"),
         line=draft.line,
     )
+
+
+def _media_alone(fields: dict[str, tuple[str, int]], scene: int) -> None:
+    """A scene shows its own media or a generated image, not both: say which line is extra."""
+    for field in _IMAGE_FIELDS:
+        if field in fields:
+            key = {"image_prompt": "image", "negative_prompt": "negative"}.get(field, field)
+            raise ScriptError(
+                f"'{key}:' has no use in a scene with its own media ('media:'): remove one",
+                line=fields[field][1],
+                scene=scene,
+            )
 
 
 def _parse_seed(value: str, line: int, scene: int) -> int:
@@ -293,24 +320,44 @@ def _last_line(text: str) -> int:
 # ---------------------------------------------------------------- plain text
 
 
+# In plain text, `media: NAME` is a media line only when NAME is one word with an extension.
+_TEXT_MEDIA = re.compile(r"^media\s*:\s*(\S+\.[A-Za-z0-9]{1,5})$", re.IGNORECASE)
+
+
 def _parse_text(text: str, default_title: str) -> Script:
     scenes: list[Scene] = []
     paragraph: list[str] = []
+    media: str | None = None
     start = 1
     for lineno, raw in enumerate([*text.split("\n"), ""], start=1):
         line = clean_text(raw)
-        if line:
-            if not paragraph:
+        found = _TEXT_MEDIA.match(line)
+        if found:
+            if not paragraph and media is None:
+                start = lineno
+            if media is not None:
+                raise ScriptError("'media:' is given twice in this scene", line=lineno,
+                                  scene=len(scenes) + 1)  # fmt: skip
+            media = found.group(1)
+        elif line:
+            if not paragraph and media is None:
                 start = lineno
             paragraph.append(line)
         elif paragraph:
             narration = " ".join(paragraph)
             scenes.append(
                 Scene(
-                    number=len(scenes) + 1, narration=narration, image_prompt=narration, line=start
+                    number=len(scenes) + 1, narration=narration, image_prompt=narration,
+                    media=media, line=start,
                 )
+            )  # fmt: skip
+            paragraph, media = [], None
+        elif media is not None:
+            raise ScriptError(
+                "this scene has no narration: write the words to speak under its 'media:' line",
+                line=start,
+                scene=len(scenes) + 1,
             )
-            paragraph = []
     if not scenes:
         raise ScriptError("the script is empty: write one paragraph per scene", line=1)
     return Script(title=default_title, scenes=tuple(scenes))
@@ -319,7 +366,7 @@ def _parse_text(text: str, default_title: str) -> Script:
 # ---------------------------------------------------------------- JSON
 
 _JSON_TOP = {"title", "voice", "aspect", "negative_prompt", "scenes"}
-_JSON_SCENE = {"narration", "image_prompt", "negative_prompt", "voice", "seed"}
+_JSON_SCENE = {"narration", "image_prompt", "negative_prompt", "voice", "seed", "media"}
 
 
 def _parse_json(text: str, default_title: str) -> Script:
@@ -384,6 +431,16 @@ def _json_scene(item: Any, number: int, line: int) -> Scene:
         raise ScriptError(
             f"'seed' must be a whole number from 0 to {SEED_MAX}", line=line, scene=number
         )
+    media = None
+    if "media" in item:
+        media = _json_str(item, "media", line, number).strip()
+        if not media:
+            raise ScriptError("'media' is empty", line=line, scene=number)
+        extra = next((key for key in ("image_prompt", "negative_prompt", "seed")
+                      if item.get(key) is not None), None)  # fmt: skip
+        if extra is not None:
+            raise ScriptError(f"{extra!r} has no use in a scene with its own 'media': remove one",
+                              line=line, scene=number)  # fmt: skip
     return Scene(
         number=number,
         narration=narration,
@@ -391,6 +448,7 @@ def _json_scene(item: Any, number: int, line: int) -> Scene:
         negative_prompt=_json_str(item, "negative_prompt", line, number).strip() or None,
         voice=_json_str(item, "voice", line, number).strip() or None,
         seed=seed,
+        media=media,
         line=line,
     )
 
@@ -447,3 +505,30 @@ def _check_limits(script: Script, limits: LimitsConfig) -> None:
                 line=scene.line,
                 scene=scene.number,
             )
+
+
+# ---------------------------------------------------------------- writing
+
+
+def to_markdown(script: Script) -> str:
+    """`script` as reelbot's Markdown: parsing the result gives the same script back (line
+    numbers aside). Each scene's narration is one line: a wrapped line could start with a
+    word that reads as a key ("image: ...")."""
+    lines = [f"# {script.title}"]
+    header = [("voice", script.voice), ("aspect", script.aspect and str(script.aspect)),
+              ("negative_prompt", script.negative_prompt)]  # fmt: skip
+    lines += [f"{key}: {value}" for key, value in header if value]
+    for scene in script.scenes:
+        lines += ["", f"## {scene.number}"]
+        if scene.media is not None:
+            lines.append(f"media: {scene.media}")
+        elif scene.image_prompt != scene.narration:
+            lines.append(f"image: {scene.image_prompt}")
+        if scene.negative_prompt:
+            lines.append(f"negative: {scene.negative_prompt}")
+        if scene.seed is not None:
+            lines.append(f"seed: {scene.seed}")
+        if scene.voice:
+            lines.append(f"voice: {scene.voice}")
+        lines.append(scene.narration)
+    return "\n".join(lines) + "\n"

@@ -5,11 +5,15 @@ stream is copied untouched (`-c:v copy`).
     narration (every scene's WAV, padded to its clip's length, joined or crossfaded)
         ├──────────────────────────────────────────────┐ (the sidechain key)
     music (looped, trimmed, levelled, faded) ── sidechaincompress ── amix ── loudnorm ── AAC
+    own clips' sound (each at its scene, levelled) ── sidechaincompress ──┘
 
 - The narration is taken from the WAVs, not decoded from the clips' AAC: one encode less, and
   the crossfades between scenes are made here, sample-accurately.
 - The music's level is set relative to the narration's measured loudness (`music_level` LU),
   so a quiet or a loud track ends up in the same place.
+- With `[video] clip_audio = "duck"`, a scene's own video clip keeps its sound: looped or cut
+  with the clip, placed at the scene's start (faded in and out over its crossfades), levelled
+  to `clip_level` LU under the narration, and ducked while the narration speaks, like music.
 - Loudness is normalised in two passes: the first measures the mix with `loudnorm`
   (integrated loudness, range, true peak, threshold); the second applies `loudnorm` with those
   measurements, which lands on the target (within a few tenths of a LU) instead of the
@@ -43,6 +47,7 @@ __all__ = [
     "Loudness",
     "NarrationPart",
     "check_music",
+    "clip_sound_stream",
     "finish_sound",
     "measure_loudness",
     "music_files",
@@ -57,15 +62,18 @@ MUSIC_FADE_IN = 0.3
 DUCK_ATTACK_MS = 20
 DUCK_RELEASE_MS = 350
 MAX_MUSIC_GAIN_DB = 30.0
+MAX_CLIP_GAIN_DB = 12.0  # a quiet clip is lifted this much at most: its noise floor stays low
 LIMITER_HEADROOM = 1.0  # dB under the true-peak ceiling: the limiter works on samples
 
 
 @dataclass(frozen=True)
 class NarrationPart:
-    """One scene's narration WAV and the length of its clip (narration plus pad)."""
+    """One scene's narration WAV and the length of its clip (narration plus pad); and the
+    scene's own video clip when its sound goes under the narration."""
 
     audio: Path
     seconds: float
+    clip_sound: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -130,8 +138,10 @@ async def check_music(track: Path) -> None:
         raise ConfigError(f"the music {track.name} holds no audio that can be read")
 
 
-def sound_pass_needed(config: SoundConfig, *, music: Path | None, crossfade: bool) -> bool:
-    return config.normalize or music is not None or crossfade
+def sound_pass_needed(
+    config: SoundConfig, *, music: Path | None, crossfade: bool, clip_sound: bool = False
+) -> bool:
+    return config.normalize or music is not None or crossfade or clip_sound
 
 
 # ------------------------------------------------------------------ graphs
@@ -195,16 +205,65 @@ def music_stream(music: Path, seconds: float, *, gain_db: float, fade: float) ->
     return stream
 
 
-def mix_stream(narration: Stream, music: Stream, config: SoundConfig) -> Stream:
-    """The music ducked under the narration (sidechain compression keyed by it), then both."""
-    split = narration.filter_multi_output("asplit")  # ffmpeg-python counts the outputs
-    voice, key = split.stream(0), split.stream(1)
-    ducked = ffmpeg.filter(
-        [music, key], "sidechaincompress",
-        threshold=f"{10 ** (config.duck_threshold / 20):.6f}", ratio=config.duck_ratio,
-        attack=DUCK_ATTACK_MS, release=DUCK_RELEASE_MS,
-    )  # fmt: skip
-    return ffmpeg.filter([voice, ducked], "amix", inputs=2, duration="first", normalize=0)
+def clip_sound_stream(parts: Sequence[NarrationPart], crossfades: Sequence[float]) -> Stream:
+    """The own clips' sound on the video's timeline: each scene's clip looped (or cut) to its
+    length from its start, as the picture is, delayed to where the scene starts, faded in and
+    out over the crossfades; silence elsewhere. Only for parts with a `clip_sound`."""
+    starts = [0.0]
+    for part, fade in zip(parts, [*crossfades, 0.0], strict=True):
+        starts.append(starts[-1] + part.seconds - fade)
+    total = starts[-1]
+    uses = Counter(part.clip_sound for part in parts if part.clip_sound is not None)
+    sources: dict[Path, list[Stream]] = {}
+    for clip, count in uses.items():
+        source = _stereo(ffmpeg.input(str(clip), stream_loop=-1).audio)
+        if count == 1:
+            sources[clip] = [source]
+        else:
+            split = source.filter_multi_output("asplit", count)
+            sources[clip] = [split.stream(i) for i in range(count)]
+    placed: list[Stream] = []
+    for index, part in enumerate(parts):
+        if part.clip_sound is None:
+            continue
+        fade_in = crossfades[index - 1] if index > 0 else 0.0
+        fade_out = crossfades[index] if index < len(crossfades) else 0.0
+        stream = (
+            sources[part.clip_sound].pop(0)
+            .filter("atrim", duration=f"{part.seconds:.6f}")
+            .filter("asetpts", "PTS-STARTPTS")
+        )  # fmt: skip
+        if fade_in > 0:
+            stream = stream.filter("afade", t="in", d=f"{fade_in:.6f}", curve="tri")
+        if fade_out > 0:
+            stream = stream.filter("afade", t="out", st=f"{part.seconds - fade_out:.6f}",
+                                   d=f"{fade_out:.6f}", curve="tri")  # fmt: skip
+        delay = round(starts[index] * 1000)
+        if delay > 0:
+            stream = stream.filter("adelay", delays=str(delay), all=1)
+        placed.append(stream.filter("apad", whole_dur=f"{total:.6f}"))
+    if not placed:
+        raise ValueError("no part has a clip sound")
+    mixed = placed[0] if len(placed) == 1 else ffmpeg.filter(
+        placed, "amix", inputs=len(placed), duration="longest", normalize=0)  # fmt: skip
+    return mixed.filter("atrim", end=f"{total:.6f}")
+
+
+def mix_stream(narration: Stream, beds: Sequence[Stream], config: SoundConfig) -> Stream:
+    """Each bed (the music, the clips' sound) ducked under the narration (sidechain
+    compression keyed by it), then all together."""
+    split = narration.filter_multi_output("asplit", len(beds) + 1)
+    voice = split.stream(0)
+    ducked = [
+        ffmpeg.filter(
+            [bed, split.stream(i + 1)], "sidechaincompress",
+            threshold=f"{10 ** (config.duck_threshold / 20):.6f}", ratio=config.duck_ratio,
+            attack=DUCK_ATTACK_MS, release=DUCK_RELEASE_MS,
+        )
+        for i, bed in enumerate(beds)
+    ]  # fmt: skip
+    return ffmpeg.filter([voice, *ducked], "amix", inputs=len(beds) + 1, duration="first",
+                         normalize=0)  # fmt: skip
 
 
 def _loudnorm(stream: Stream, config: SoundConfig, measured: Loudness | None) -> Stream:
@@ -297,32 +356,44 @@ async def finish_sound(
     """Write `out`: `video`'s video stream copied, with the new soundtrack."""
     crossfades = list(crossfades) or [0.0] * (len(parts) - 1)
     seconds = sum(p.seconds for p in parts) - sum(crossfades)
+    clips = any(p.clip_sound is not None for p in parts)
 
-    def soundtrack(music_gain: float | None) -> Stream:
+    def soundtrack(music_gain: float | None, clip_gain: float | None) -> Stream:
         narration = narration_stream(parts, crossfades)
-        if music is None or music_gain is None:
-            return narration
-        bed = music_stream(music, seconds, gain_db=music_gain, fade=config.music_fade)
-        return mix_stream(narration, bed, config)
+        beds = []
+        if music is not None and music_gain is not None:
+            beds.append(music_stream(music, seconds, gain_db=music_gain, fade=config.music_fade))
+        if clip_gain is not None:
+            beds.append(clip_sound_stream(parts, crossfades).filter("volume", f"{clip_gain:.2f}dB"))
+        return mix_stream(narration, beds, config) if beds else narration
 
     gain: float | None = None
-    if music is not None:
-        bare = music_stream(music, seconds, gain_db=0.0, fade=0.0)
-        voice, track = await asyncio.gather(
-            measure_loudness(soundtrack(None), config, timeout=timeout),
-            measure_loudness(
-                bare, config, timeout=timeout, what=f"ffmpeg (reading the music {music.name})"
-            ),
-        )
-        if track.integrated <= -70:
-            raise MediaError(f"the music {music.name} is silent")
-        wanted = voice.integrated + config.music_level if voice.integrated > -70 else -30.0
-        gain = min(MAX_MUSIC_GAIN_DB, wanted - track.integrated)
+    clip_gain: float | None = None
+    if music is not None or clips:  # levelled against the narration's measured loudness
+        measuring = [measure_loudness(soundtrack(None, None), config, timeout=timeout)]
+        if music is not None:
+            bare = music_stream(music, seconds, gain_db=0.0, fade=0.0)
+            what = f"ffmpeg (reading the music {music.name})"
+            measuring.append(measure_loudness(bare, config, timeout=timeout, what=what))
+        if clips:
+            what = "ffmpeg (reading the clips' own sound)"
+            bed = clip_sound_stream(parts, crossfades)
+            measuring.append(measure_loudness(bed, config, timeout=timeout, what=what))
+        voice, *beds = await asyncio.gather(*measuring)
+        if music is not None:
+            track = beds.pop(0)
+            if track.integrated <= -70:
+                raise MediaError(f"the music {music.name} is silent")
+            wanted = voice.integrated + config.music_level if voice.integrated > -70 else -30.0
+            gain = min(MAX_MUSIC_GAIN_DB, wanted - track.integrated)
+        if clips and beds[0].integrated > -70:  # a silent clip adds nothing
+            wanted = voice.integrated + config.clip_level if voice.integrated > -70 else -30.0
+            clip_gain = min(MAX_CLIP_GAIN_DB, wanted - beds[0].integrated)
 
     if config.normalize:
-        audio = await _normalized(lambda: soundtrack(gain), config, timeout=timeout)
+        audio = await _normalized(lambda: soundtrack(gain, clip_gain), config, timeout=timeout)
     else:
-        audio = _stereo(soundtrack(gain))
+        audio = _stereo(soundtrack(gain, clip_gain))
     stream = ffmpeg.output(
         ffmpeg.input(str(video)).video, audio, str(out),
         vcodec="copy", acodec="aac", audio_bitrate=audio_bitrate, ar=AUDIO_RATE, ac=2,

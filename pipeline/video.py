@@ -24,7 +24,10 @@ __all__ = [
     "codec_args",
     "concat_argv",
     "encode_clip",
+    "encode_media_clip",
     "join_clips",
+    "media_clip_argv",
+    "poster_argv",
     "still_argv",
 ]
 
@@ -212,3 +215,43 @@ async def join_clips(clips: list[Path], out: Path, *, title: str, timeout: float
                           timeout=timeout)  # fmt: skip
     finally:
         list_file.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------ a scene's own video clip
+
+
+def media_clip_argv(spec: ClipSpec, clip: Path, out: Path) -> list[str]:
+    """A scene's own video clip instead of a picture: looped (or cut) to the scene's length,
+    scaled to cover the frame and cropped to it, with the narration as its sound (its own is
+    dropped here; the sound pass may mix it in). Encoded with `codec_args`, like every clip,
+    so the join stays a stream copy; `spec.image` is not read."""
+    width, height = spec.frame
+    video = (
+        ffmpeg.input(str(clip), stream_loop=-1)
+        .video.filter("setpts", "PTS-STARTPTS")
+        .filter("fps", spec.config.fps)
+        .filter("scale", width, height, force_original_aspect_ratio="increase",
+                flags="bicubic")
+        .filter("crop", width, height)
+        .filter("setsar", 1)
+        .filter("format", "yuv420p")
+    )  # fmt: skip
+    return _output(video, spec, out)
+
+
+def poster_argv(clip: Path, out: Path, *, at: float) -> list[str]:
+    """One frame of a clip, `at` seconds in, as a picture (the scene's image in a storyboard
+    or a review thread)."""
+    argv: list[str] = (
+        ffmpeg.input(str(clip), ss=f"{at:.3f}")
+        .video.output(str(out), vframes=1, f="image2", vcodec="png")
+        .global_args("-hide_banner", "-nostdin", "-loglevel", "error")
+        .overwrite_output()
+        .compile()
+    )
+    return argv
+
+
+async def encode_media_clip(spec: ClipSpec, clip: Path, out: Path, *, scene: int) -> None:
+    await run_program(media_clip_argv(spec, clip, out), what=f"ffmpeg (clip of scene {scene})",
+                      timeout=spec.config.timeout)  # fmt: skip

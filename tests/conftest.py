@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.config import Settings
 
-SECRET_VARS = ("TOGETHER_API_KEY", "TTS_API_KEY", "DISCORD_TOKEN")
+SECRET_VARS = ("TOGETHER_API_KEY", "TTS_API_KEY", "LLM_API_KEY", "DISCORD_TOKEN")
 
 
 @pytest.fixture(autouse=True)

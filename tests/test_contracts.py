@@ -21,6 +21,7 @@ from tests.fakes.contracts import (
     request_schema,
     response_schema,
 )
+from tests.fakes.llm import FakeChat, Reply
 from tests.fakes.speech import FakeSpeech
 from tests.fakes.together import FakeTogether
 
@@ -30,6 +31,7 @@ IMAGE_ANSWER = response_schema("together.openapi.yaml", "/images/generations", "
 MODEL_LIST = response_schema("together.openapi.yaml", "/models", "get")
 ERROR = response_schema("together.openapi.yaml", "/models", "get", "401")
 VOICES = response_schema("kokoro-fastapi.openapi.yaml", "/v1/audio/voices", "get")
+CHAT_ANSWER = response_schema("openai-chat.openapi.yaml", "/chat/completions", "post")
 
 
 @pytest.fixture
@@ -50,7 +52,7 @@ def request(**overrides: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     "name",
     ["together.openapi.yaml", "openai-speech.openapi.yaml", "kokoro-fastapi.openapi.yaml",
-     "discord-limits.yaml"],
+     "openai-chat.openapi.yaml", "discord-limits.yaml"],
 )  # fmt: skip
 def test_every_contract_says_where_it_comes_from(name: str) -> None:
     text = (CONTRACTS / name).read_text(encoding="utf-8")
@@ -242,3 +244,68 @@ async def test_speech_streams_wav_with_unknown_sizes(client: httpx.AsyncClient) 
     assert a.content[4:8] == a.content[40:44] == b"\xff\xff\xff\xff"
     assert b.content[4:8] != b"\xff\xff\xff\xff"
     assert a.content[44:] == b.content[44:]  # the same sound, only the header differs
+
+
+# ------------------------------------------------------------ chat completions
+
+
+def chat_request(**overrides: Any) -> dict[str, Any]:
+    messages = [{"role": "system", "content": "Write scripts."},
+                {"role": "user", "content": "Topic: cats"}]  # fmt: skip
+    return {"model": "gpt-4o-mini", "messages": messages} | overrides
+
+
+def test_the_openai_chat_contract() -> None:
+    chat = request_schema("openai-chat.openapi.yaml", "/chat/completions")
+    ok = chat_request()
+    chat.check(ok)
+    chat.check(ok | {"messages": [*ok["messages"], {"role": "assistant", "content": "# T"},
+                                  {"role": "developer", "content": "Again."}],
+                     "temperature": 0.7, "max_completion_tokens": 2000, "n": 1})  # fmt: skip
+    for field, body in {
+        "body.messages": ok | {"messages": []},
+        "body.model": ok | {"model": "llama3.1"},  # OpenAI's published models only
+        "body.temprature": ok | {"temprature": 0.5},
+        "body.temperature": ok | {"temperature": 3},
+        "body.tools": ok | {"tools": []},  # trimmed from the excerpt: refused
+        "body.messages.1.role": ok | {"messages": [ok["messages"][0], {"role": "tool",
+                                                                       "content": "x"}]},
+    }.items():  # fmt: skip
+        with pytest.raises(ContractViolation) as caught:
+            chat.check(body)
+        assert caught.value.field == field, caught.value
+
+
+@pytest.mark.parametrize("finish", ["stop", "length"])
+async def test_the_chat_fake_answers_in_the_published_shape(
+    client: httpx.AsyncClient, finish: str
+) -> None:
+    async with FakeChat([Reply("# Cats\n## 1\nimage: a cat\nMeow.", finish)],
+                        expected_key=KEY) as fake:  # fmt: skip
+        r = await client.post(f"{fake.base_url}/chat/completions", json=chat_request(),
+                              headers=AUTH)  # fmt: skip
+        wrong_key = await client.post(f"{fake.base_url}/chat/completions", json=chat_request())
+    assert r.status_code == 200
+    answer = r.json()
+    CHAT_ANSWER.check(answer)
+    assert answer["object"] == "chat.completion" and answer["id"].startswith("chatcmpl-")
+    assert answer["model"] == "gpt-4o-mini" and isinstance(answer["created"], int)
+    (choice,) = answer["choices"]
+    assert choice["index"] == 0 and choice["finish_reason"] == finish
+    assert choice["message"] == {"role": "assistant", "content": "# Cats\n## 1\nimage: a cat\n"
+                                 "Meow.", "refusal": None}  # fmt: skip
+    usage = answer["usage"]
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0
+    assert wrong_key.status_code == 401
+    assert wrong_key.json()["error"]["code"] == "invalid_api_key"
+
+
+async def test_chat_requests_outside_the_contract_are_refused_naming_the_field(
+    client: httpx.AsyncClient,
+) -> None:
+    async with FakeChat(["hi"]) as fake:
+        r = await client.post(f"{fake.base_url}/chat/completions",
+                              json=chat_request(respone_format={"type": "text"}))  # fmt: skip
+        assert len(fake.violations) == 1 and "body.respone_format" in fake.violations[0]
+        fake.violations.clear()  # refused on purpose
+    assert r.status_code == 400 and "body.respone_format" in r.json()["error"]["message"]
