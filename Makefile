@@ -47,11 +47,14 @@ system-deps:
 	  fi; \
 	fi
 
+# Quiet: one line, then only pip's warnings and errors. setuptools' "Editable installation"
+# note (an informational warning it prints on every editable install) is not one of them.
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,piper]'
-	touch $(STAMP)
+	@echo "setting up $(VENV): reelbot, its dev tools and Piper (a few minutes, the first time)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install -q --upgrade pip
+	@PYTHONWARNINGS="ignore:Editable installation:UserWarning" $(BIN)/pip install -q -e '.[dev,piper]'
+	@touch $(STAMP)
 
 clean:
 	rm -rf $(VENV) out data .pytest_cache .mypy_cache .ruff_cache
