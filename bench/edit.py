@@ -260,7 +260,7 @@ async def discord_regenerate(scenes: int, *, aspect: str, latencies: Latencies,
         running_bot,
         toml_text,
     )
-    from tests.fakes.discord_server import AttachmentSpec, FakeDiscord, GuildSpec
+    from tests.fakes.discord import AttachmentSpec, FakeDiscord, GuildSpec
 
     frame = Aspect.parse(aspect)
     edited_number = edited_scene(scenes)
