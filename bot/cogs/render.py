@@ -1,4 +1,5 @@
-"""`/render`: a script (attached file, or pasted in a modal) becomes a queued render job.
+"""`/render`: a script (an attached file, or the phone form: `bot/render_form.py`) becomes a
+queued render job.
 
 The interaction is answered at once (a modal, an ephemeral refusal, or an ephemeral
 "thinking" defer before anything slow); the script is validated before it is queued, and the
@@ -23,7 +24,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from pipeline.aspect import Aspect
 from pipeline.cache import ArtifactCache
+from pipeline.captions import captions_wanted
 from pipeline.errors import ReelbotError, ScriptError
 from pipeline.soundtrack import MUSIC_SUFFIXES
 from pipeline.tts.base import VoiceInfo
@@ -33,52 +36,23 @@ from ..admission import JobRequest
 from ..answers import answer
 from ..app import ReelBot
 from ..checks import bot_can_post, render_allowed, render_rate_limit
+from ..render_form import SCRIPT_EXTENSIONS, FormAnswer, RenderForm
 from ..store import Job, JobOptions
 from ..text import format_duration, format_size, ordinal, plain
 from ..uploads import keep_music
 
-__all__ = ["RenderCog", "ScriptModal", "setup"]
+__all__ = ["RenderCog", "setup"]
 
-SCRIPT_EXTENSIONS = (".md", ".markdown", ".txt", ".json")
 MUSIC_EXTENSIONS = tuple(sorted(MUSIC_SUFFIXES))
 # Besides audio/*: what clients and Discord label some audio files with.
 OTHER_AUDIO_TYPES = frozenset(
     {"application/ogg", "video/ogg", "video/mp4", "application/octet-stream"}
 )
-MODAL_MAX_CHARS = 4000  # Discord's limit for one text input
 VOICE_MAX_CHARS = 60  # the longest `voice:` the command takes
 AUTOCOMPLETE_SECONDS = 2.0  # Discord waits 3 s for the choices
-PLACEHOLDER = "# My video\n## Scene 1\nimage: a lighthouse at dusk\nWhat the narrator says."
 
 Interaction = discord.Interaction[ReelBot]
 log = logging.getLogger(__name__)
-
-
-class ScriptModal(discord.ui.Modal, title="Paste your script"):
-    """The mobile path: /render without a file opens this."""
-
-    script: discord.ui.TextInput[ScriptModal] = discord.ui.TextInput(
-        label="Script (Markdown, JSON or plain text)",
-        style=discord.TextStyle.paragraph,
-        placeholder=PLACEHOLDER,
-        max_length=MODAL_MAX_CHARS,
-        custom_id="render:script",
-    )
-
-    def __init__(
-        self, cog: RenderCog, options: JobOptions, music: discord.Attachment | None = None
-    ) -> None:
-        super().__init__(timeout=15 * 60)
-        self.cog = cog
-        self.options = options
-        self.music = music  # checked already; downloaded once the script is good
-
-    async def on_submit(self, interaction: Interaction) -> None:  # type: ignore[override]
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        await self.cog.queue_render(interaction, self.script.value, "", self.options, self.music)
-
-    async def on_error(self, interaction: Interaction, error: Exception) -> None:  # type: ignore[override]
-        await interaction.client.report_error(interaction, error)
 
 
 class RenderCog(commands.Cog):
@@ -121,13 +95,50 @@ class RenderCog(commands.Cog):
         )
         if music is not None:
             self._check_music(music)  # refused at once, before anything is downloaded
-        if script is None:
-            await interaction.response.send_modal(ScriptModal(self, options, music))
+        if script is None:  # the phone form (bot/render_form.py)
+            await interaction.response.send_modal(self._form(options, music))
             return
         self._check_attachment(script)  # refused at once, before anything is downloaded
         await interaction.response.defer(ephemeral=True, thinking=True)
         text = _decode(await script.read())
         await self.queue_render(interaction, text, script.filename, options, music)
+
+    def _form(self, options: JobOptions, music: discord.Attachment | None) -> RenderForm:
+        video = self.bot.settings.video
+        captions = options.captions
+        if captions is None:  # what the server's default would give (the box shows it)
+            aspect = Aspect.parse(options.aspect) if options.aspect else video.aspect
+            captions = captions_wanted(self.bot.settings.captions, aspect)
+
+        async def submitted(interaction: Interaction, answer: FormAnswer) -> None:
+            await self.form_submitted(interaction, answer, music)
+
+        return RenderForm(options, default_aspect=video.aspect, captions=captions,
+                          on_submit=submitted,
+                          on_error=self.bot.report_error)  # fmt: skip
+
+    async def form_submitted(
+        self, interaction: Interaction, answer: FormAnswer, music: discord.Attachment | None
+    ) -> None:
+        """The phone form was sent: an uploaded file wins over pasted text."""
+        if answer.media:
+            names = ", ".join(plain(a.filename, 60) for a in answer.media[:3])
+            raise ReelbotError(
+                f"Only the script file is used from the form for now ({names} can't be used "
+                "yet): upload just the script"
+            )
+        file = answer.script_file
+        if file is not None:
+            self._check_attachment(file)  # refused at once, before anything is downloaded
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        text = answer.text if file is None else _decode(await file.read())
+        filename = "" if file is None else file.filename
+        note = (
+            f"The uploaded {plain(file.filename, 60)} was used; the pasted text was not."
+            if file is not None and answer.text_ignored
+            else ""
+        )
+        await self.queue_render(interaction, text, filename, answer.options, music, note=note)
 
     @render.autocomplete("voice")
     async def voice_choices(
@@ -183,8 +194,10 @@ class RenderCog(commands.Cog):
         filename: str,
         options: JobOptions,
         music: discord.Attachment | None = None,
+        *,
+        note: str = "",
     ) -> None:
-        """Validate and queue; the answer says where progress will appear."""
+        """Validate and queue; the answer says where progress will appear (after `note`)."""
         assert interaction.channel_id is not None  # guild_only: always in a channel
         request = JobRequest(
             guild_id=interaction.guild_id,
@@ -204,7 +217,7 @@ class RenderCog(commands.Cog):
         # The one way in (bot/admission.py): a refusal naming the limit, or the job, shown
         # queued. Music saved for a refused render is removed by the keep_days sweep.
         job = await self.bot.runner.submit(request, script)
-        await answer(interaction, await self._queued_text(job))
+        await answer(interaction, f"{note} {await self._queued_text(job)}".strip())
 
     async def _save_music(self, attachment: discord.Attachment) -> Path:
         """Download a checked music attachment and keep it by its content's hash; refuse it
