@@ -3,7 +3,8 @@
     /render with a file ─┐
     the paste form ──────┼─► JobRunner.submit ───────► Admission.admit_render ──┐
     (a Retry button, /draft → Render: the same call)                            ├─► one store
-    Regenerate, Edit prompt ─► JobRunner.revise_scene ─► Admission.admit_revision┘   transaction
+    Regenerate, Edit prompt ─► JobRunner.revise_scene ─► Admission.admit_revision┤   transaction
+    Retry (a failed job) ────► JobRunner.retry ────────► Admission.admit_retry ───┘
 
 Each admission is one `BEGIN IMMEDIATE` transaction: it counts what the limits count, decides,
 and (if let in) writes the job or the scene's new version *and* an `admissions` row, before
@@ -43,6 +44,7 @@ from .store import (
     Store,
     count,
     insert_job,
+    requeue_failed_in,
     revise_scene_in,
 )
 from .text import duration_words, plural
@@ -152,6 +154,27 @@ class Admission:
         if refusal is not None:
             raise refusal
         return revised
+
+    async def admit_retry(self, job: Job, *, images: int) -> bool:
+        """Queue a failed job again (Retry) if the queue limits and the image budgets allow
+        the `images` it still needs; False if it is not failed any more. It is the same job,
+        not a new render: the rate windows do not count it."""
+        refusal: AdmissionRefused | None = None
+        queued = False
+        async with self.store.transaction() as db:
+            now = self.clock()
+            refusal = await self._queue_refusal(db, job.user_id) or await self._budget_refusal(
+                db, job.guild_id, job.user_id, images, now,
+                need=f"Trying job #{job.id} again needs {_new_images(images)}",
+            )  # fmt: skip
+            if refusal is None:
+                queued = await requeue_failed_in(db, job.id)
+                if queued:
+                    await _record(db, "retry", job.id, job.guild_id, job.user_id, now,
+                                  scenes=job.scene_count, images=images)  # fmt: skip
+        if refusal is not None:
+            raise refusal
+        return queued
 
     async def peek(self, user_id: int, guild_id: int | None) -> None:
         """The rate windows only, read without recording anything: a courtesy before the
@@ -266,7 +289,7 @@ def _new_images(n: int) -> str:
 
 async def _record(
     db: aiosqlite.Connection,
-    kind: Literal["render", "revision"],
+    kind: Literal["render", "revision", "retry"],
     job_id: int,
     guild_id: int | None,
     user_id: int,

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 EXTENSIONS = (
     "bot.cogs.render",
     "bot.cogs.review",
+    "bot.cogs.job_buttons",
     "bot.cogs.queue",
     "bot.cogs.pictures",
     "bot.cogs.usage",

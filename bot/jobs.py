@@ -57,6 +57,7 @@ from pipeline.events import (
 )
 from pipeline.image_slot import ImageSlot, stop_grace
 from pipeline.images import make_images
+from pipeline.media import probe_duration
 from pipeline.plan import RenderPlan, ScenePlan, plan_render
 from pipeline.render import Renderer, RenderResult, images_to_make
 from pipeline.script import Script, parse_script
@@ -260,6 +261,41 @@ class JobRunner:
             cancelled = await self.store.job(job_id)
             await _quietly(self.observer_for(cancelled).cancelled(cancelled, by))
         return await self.store.job(job_id)
+
+    async def retry(self, job_id: int) -> Job:
+        """Queue a failed job again (a Retry button); the caller shows that, then calls
+        `wake()`. Its next run finds the scenes already made in the cache and makes only the
+        rest. Raises ReelbotError if it is not failed, or an AdmissionRefused naming the limit
+        (`bot/admission.py`)."""
+        job = await self.store.job(job_id)
+        if job.state is not JobState.FAILED:
+            raise ReelbotError(f"job #{job_id} is {job.state.value}: only a failed job is retried")
+        images = self.paid_images(await self.plan_for(job))
+        if not await self.admission.admit_retry(job, images=images):
+            job = await self.store.job(job_id)
+            raise ReelbotError(f"job #{job_id} is {job.state.value} now: nothing to retry")
+        log.info("job %d: retrying (%d new image(s) to make)", job_id, images)
+        return await self.store.job(job_id)
+
+    async def finished_video(self, job: Job, work: Path) -> tuple[Path, float]:
+        """A finished job's video and its duration: the file kept in `outputs/` (one too big
+        to post), else made again in `work` from the cache: every scene's clip is there, so
+        this joins them by stream copy and mixes the sound as the render did, and pays for
+        nothing. Raises ReelbotError if its scenes are no longer all in the cache."""
+        kept = job_video(self.outputs, job.id)
+        if job.output and kept.is_file():
+            return kept, await probe_duration(kept)
+        plan = await self.plan_for(job)
+        if self.paid_images(plan):
+            raise ReelbotError(
+                f"the scenes of job #{job.id} are no longer kept (the cache removed them to stay "
+                "under its size cap): render the script again for a new video"
+            )
+        out = work / f"job-{job.id}.mp4"
+        result = await self.renderer(lambda event: None, label=f"job {job.id} copy").render(
+            plan, out
+        )
+        return result.output, result.duration
 
     async def queue(self) -> list[QueueEntry]:
         """Active jobs in the order they will finish, with an estimate for each."""

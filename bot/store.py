@@ -34,6 +34,7 @@ __all__ = [
     "SceneRecord",
     "Store",
     "count",
+    "requeue_failed_in",
     "states_sql",
 ]
 
@@ -532,6 +533,16 @@ async def revise_scene_in(
         (JobState.QUEUED.value, job_id),
     )
     return _scene(row)
+
+
+async def requeue_failed_in(db: aiosqlite.Connection, job_id: int) -> bool:
+    """failed → queued (Retry), inside the caller's transaction; True if this call moved it."""
+    cursor = await db.execute(
+        "UPDATE jobs SET state = ?, started_at = NULL, finished_at = NULL, error = NULL"
+        " WHERE id = ? AND state = ?",
+        (JobState.QUEUED.value, job_id, JobState.FAILED.value),
+    )
+    return cursor.rowcount == 1
 
 
 async def count(db: aiosqlite.Connection, sql: str, params: Sequence[object] = ()) -> int:

@@ -239,8 +239,8 @@ class RenderCog(commands.Cog):
             when = f", {start}; done in about {format_duration(entry.estimate)}"
         text = (
             f"Queued as **job #{job.id}** ({job.scene_count} scene"
-            f"{'s' if job.scene_count != 1 else ''}{when}). Progress appears in this channel; "
-            f"`/cancel job:{job.id}` stops it."
+            f"{'s' if job.scene_count != 1 else ''}{when}). Progress appears in this channel, "
+            "with a 🛑 Cancel button."
         )
         if job.options.review:
             text += (
