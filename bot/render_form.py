@@ -117,6 +117,7 @@ class RenderForm(discord.ui.Modal):
             custom_id="render:options",
             required=False,
             min_values=0,
+            max_values=2,
             options=[
                 discord.CheckboxGroupOption(
                     label="Captions", value="captions", default=captions,

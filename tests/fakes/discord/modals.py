@@ -4,7 +4,8 @@ MODAL_SUBMIT a person sends back, in the published wire shapes.
 Sources (tests/contracts/discord-limits.yaml, `modal`): discord-api-docs
 developers/interactions/receiving-and-responding.mdx (Modal: title, 1-5 components) and
 developers/components/reference.mdx (Label 18, Text Input 4, File Upload 19, Radio Group 21,
-Checkbox Group 22, Checkbox 23, each with its interaction response structure).
+Checkbox Group 22, Checkbox 23, each with its interaction response structure). An optional
+field sent as null (discord.py sends `"max_values": null` when none is set) counts as left out.
 
 A submit mirrors the modal the bot sent: every input is answered, filled with what the test
 gives (by custom_id) or, like a client, with what the modal pre-filled: a text input's `value`,
@@ -184,7 +185,7 @@ def _counts(
     component: JSON, where: str, required: bool, *, options: int | None, top: int, default_max: int
 ) -> None:
     low = component.get("min_values")
-    high = component.get("max_values", default_max)
+    high = default_max if component.get("max_values") is None else component["max_values"]
     if low is not None and not 0 <= int(low) <= top:
         raise invalid_form_body(
             f"{where}.min_values", "NUMBER_TYPE_MAX", f"int value should be between 0 and {top}."
@@ -304,7 +305,7 @@ class ModalAnswer:
     ) -> None:
         low = component.get("min_values")
         low = (1 if required else 0) if low is None else int(low)
-        high = int(component.get("max_values", default_max))
+        high = int(default_max if component.get("max_values") is None else component["max_values"])
         if not low <= count <= high:
             raise ValueError(f"{custom_id!r} takes {low}-{high}, not {count}")
 
