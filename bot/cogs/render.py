@@ -9,6 +9,9 @@ interaction response, whose token stops working after 15 minutes.
 downloaded only once the script is known to be good, saved under its content's hash (in the
 artifact cache as `music/<sha256>.<ext>`, never a name the user chose) and checked with
 ffprobe.
+
+`media1`..`media4` take the files a script names with `media: NAME` (`bot/uploaded_media.py`):
+only those uploads, never a path on the bot's host; checked before anything is queued.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, cast
 
@@ -33,8 +37,9 @@ from ..admission import JobRequest
 from ..answers import answer
 from ..app import ReelBot
 from ..checks import bot_can_post, render_allowed, render_rate_limit
-from ..store import Job, JobOptions
+from ..store import Job, JobOptions, StoredMedia
 from ..text import format_duration, format_size, ordinal, plain
+from ..uploaded_media import ReceivedMedia, receive_media
 from ..uploads import keep_music
 
 __all__ = ["RenderCog", "ScriptModal", "setup"]
@@ -66,16 +71,23 @@ class ScriptModal(discord.ui.Modal, title="Paste your script"):
     )
 
     def __init__(
-        self, cog: RenderCog, options: JobOptions, music: discord.Attachment | None = None
+        self,
+        cog: RenderCog,
+        options: JobOptions,
+        music: discord.Attachment | None = None,
+        media: Sequence[discord.Attachment] = (),
     ) -> None:
         super().__init__(timeout=15 * 60)
         self.cog = cog
         self.options = options
         self.music = music  # checked already; downloaded once the script is good
+        self.media = media  # the files the script's `media:` names may refer to
 
     async def on_submit(self, interaction: Interaction) -> None:  # type: ignore[override]
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await self.cog.queue_render(interaction, self.script.value, "", self.options, self.music)
+        await self.cog.queue_render(
+            interaction, self.script.value, "", self.options, self.music, self.media
+        )
 
     async def on_error(self, interaction: Interaction, error: Exception) -> None:  # type: ignore[override]
         await interaction.client.report_error(interaction, error)
@@ -96,6 +108,10 @@ class RenderCog(commands.Cog):
         review="Approve each scene's image before the video is made",
         captions="Burn captions into the video (default: on for 9:16, else off)",
         music="Background music: an mp3, m4a, aac, ogg, opus, flac or wav file",
+        media1="A picture or clip the script names with `media: NAME` (its file name)",
+        media2="Another picture or clip the script names",
+        media3="Another picture or clip the script names",
+        media4="Another picture or clip the script names",
     )
     @app_commands.guild_only()
     @render_rate_limit()
@@ -111,7 +127,12 @@ class RenderCog(commands.Cog):
         review: bool = False,
         captions: bool | None = None,
         music: discord.Attachment | None = None,
+        media1: discord.Attachment | None = None,
+        media2: discord.Attachment | None = None,
+        media3: discord.Attachment | None = None,
+        media4: discord.Attachment | None = None,
     ) -> None:
+        media = [m for m in (media1, media2, media3, media4) if m is not None]
         options = JobOptions(
             aspect=aspect,
             voice=voice,
@@ -122,12 +143,12 @@ class RenderCog(commands.Cog):
         if music is not None:
             self._check_music(music)  # refused at once, before anything is downloaded
         if script is None:
-            await interaction.response.send_modal(ScriptModal(self, options, music))
+            await interaction.response.send_modal(ScriptModal(self, options, music, media))
             return
         self._check_attachment(script)  # refused at once, before anything is downloaded
         await interaction.response.defer(ephemeral=True, thinking=True)
         text = _decode(await script.read())
-        await self.queue_render(interaction, text, script.filename, options, music)
+        await self.queue_render(interaction, text, script.filename, options, music, media)
 
     @render.autocomplete("voice")
     async def voice_choices(
@@ -183,8 +204,10 @@ class RenderCog(commands.Cog):
         filename: str,
         options: JobOptions,
         music: discord.Attachment | None = None,
+        media: Sequence[discord.Attachment] = (),
     ) -> None:
-        """Validate and queue; the answer says where progress will appear."""
+        """Validate and queue; the answer says where progress will appear. `media`: the files
+        the script's `media:` names refer to."""
         assert interaction.channel_id is not None  # guild_only: always in a channel
         request = JobRequest(
             guild_id=interaction.guild_id,
@@ -196,15 +219,20 @@ class RenderCog(commands.Cog):
         )
         # A bad script is refused before the music is fetched, and read only this once.
         script = self.bot.runner.check(request)
-        if music is not None:
-            saved = await self._save_music(music)
-            request = dataclasses.replace(
-                request, options=options.model_copy(update={"music": str(saved)})
-            )
-        # The one way in (bot/admission.py): a refusal naming the limit, or the job, shown
-        # queued. Music saved for a refused render is removed by the keep_days sweep.
-        job = await self.bot.runner.submit(request, script)
-        await answer(interaction, await self._queued_text(job))
+        # Pinned in the cache from its download until the job holds its own pin.
+        with self.bot.runner.cache.pinning() as pin:
+            received = await receive_media(script, media, self.bot.runner.cache,
+                                           self.bot.settings.limits, pin=pin)  # fmt: skip
+            request = _with_media(request, received)
+            if music is not None:
+                saved = await self._save_music(music)
+                request = dataclasses.replace(
+                    request, options=request.options.model_copy(update={"music": str(saved)})
+                )
+            # The one way in (bot/admission.py): a refusal naming the limit, or the job, shown
+            # queued. Music saved for a refused render is removed by the keep_days sweep.
+            job = await self.bot.runner.submit(request, script)
+        await answer(interaction, await self._queued_text(job) + _unused(received))
 
     async def _save_music(self, attachment: discord.Attachment) -> Path:
         """Download a checked music attachment and keep it by its content's hash; refuse it
@@ -235,6 +263,22 @@ class RenderCog(commands.Cog):
                 "edit its prompt); the video is made once every scene is approved."
             )
         return text
+
+
+def _with_media(request: JobRequest, received: ReceivedMedia) -> JobRequest:
+    if not received.media:
+        return request
+    stored = {name: StoredMedia.of(m) for name, m in received.by_name.items()}
+    return dataclasses.replace(
+        request, options=request.options.model_copy(update={"media": stored})
+    )
+
+
+def _unused(received: ReceivedMedia) -> str:
+    if not received.unused:
+        return ""
+    names = ", ".join(plain(n, 60) for n in received.unused)
+    return f" Not used (no scene names it with `media:`): {names}."
 
 
 def _choice_name(voice: VoiceInfo) -> str:

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .modals import COMPONENT_FILE_UPLOAD, uploaded_files
 from .models import (
     JSON,
     AttachmentSpec,
@@ -142,6 +143,10 @@ class OptionBuilder:
             return str(channel.id)
         return value
 
+    def attachment(self, attachment: AttachmentSpec) -> str:
+        """An uploaded file, resolved (and served) as Discord does: its id."""
+        return self._attachment(attachment)
+
     def _attachment(self, attachment: AttachmentSpec) -> str:
         url, proxy_url = self._cdn_urls(attachment)
         payload = attachment_payload(
@@ -172,8 +177,13 @@ class OptionBuilder:
         self.resolved.setdefault(bucket, {})[str(key)] = payload
 
 
-def modal_submit_components(modal: JSON | None, values: Mapping[str, str]) -> list[JSON]:
-    """Mirror the modal the bot sent (action rows or labels), filled with ``values``."""
+def modal_submit_components(
+    modal: JSON | None,
+    values: Mapping[str, Any],
+    attach: Callable[[AttachmentSpec], str] | None = None,
+) -> list[JSON]:
+    """Mirror the modal the bot sent (action rows or labels), filled with ``values``: text for
+    a text input, AttachmentSpecs for a file upload (each resolved through ``attach``)."""
     if modal is None:
         return [_row(custom_id, value) for custom_id, value in values.items()]
     submitted: list[JSON] = []
@@ -181,10 +191,12 @@ def modal_submit_components(modal: JSON | None, values: Mapping[str, str]) -> li
         if component["type"] == COMPONENT_LABEL:
             inner = component["component"]
             submitted.append(
-                {"type": COMPONENT_LABEL, "component": _submitted_input(inner, values)}
+                {"type": COMPONENT_LABEL, "component": _submitted_input(inner, values, attach)}
             )
         elif component["type"] == COMPONENT_ACTION_ROW:
-            children = [_submitted_input(c, values) for c in component.get("components", [])]
+            children = [
+                _submitted_input(c, values, attach) for c in component.get("components", [])
+            ]
             submitted.append({"type": COMPONENT_ACTION_ROW, "components": children})
     unknown = set(values) - _input_ids(modal)
     if unknown:
@@ -192,8 +204,21 @@ def modal_submit_components(modal: JSON | None, values: Mapping[str, str]) -> li
     return submitted
 
 
-def _submitted_input(component: JSON, values: Mapping[str, str]) -> JSON:
+def _submitted_input(
+    component: JSON,
+    values: Mapping[str, Any],
+    attach: Callable[[AttachmentSpec], str] | None = None,
+) -> JSON:
     custom_id = component["custom_id"]
+    if component["type"] == COMPONENT_FILE_UPLOAD:
+        files = uploaded_files(component, values.get(custom_id))
+        if files and attach is None:
+            raise ValueError("a file upload needs the interaction's resolved attachments")
+        submitted: JSON = {"type": COMPONENT_FILE_UPLOAD, "custom_id": custom_id,
+                           "values": [attach(f) for f in files] if attach else []}  # fmt: skip
+        if component.get("id") is not None:
+            submitted["id"] = component["id"]
+        return submitted
     if component["type"] == COMPONENT_TEXT_INPUT:
         return {
             "type": COMPONENT_TEXT_INPUT,

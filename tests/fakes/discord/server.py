@@ -353,15 +353,17 @@ class FakeDiscord(Service):
     async def submit_modal(
         self,
         source: InjectedInteraction | None = None,
-        values: Mapping[str, str] | None = None,
+        values: Mapping[str, Any] | None = None,
         *,
         custom_id: str | None = None,
         **where: Any,
     ) -> InjectedInteraction:
         """Dispatch a modal submit (type 5) answering the modal ``source`` responded with.
 
-        ``values`` maps text input custom_ids to text. Without ``source`` pass the
-        modal's ``custom_id``; inputs are then sent as one action row each.
+        ``values`` maps text input custom_ids to text, and file upload custom_ids to a list of
+        ``AttachmentSpec`` (sent as attachment ids, the attachments in ``data.resolved``, served
+        from the CDN). Without ``source`` pass the modal's ``custom_id``; inputs are then sent
+        as one action row each.
         """
         modal = source.modal if source is not None else None
         if source is not None and modal is None:
@@ -370,11 +372,20 @@ class FakeDiscord(Service):
         if modal_id is None:
             raise ValueError("need a source interaction answered with a modal, or custom_id")
         where = {**self._where.where_of(source), **where}
+        ctx = self._where.resolve(**where)
+        channel_id = int(ctx.channel["id"])
+        builder = OptionBuilder(
+            ctx.guild, lambda a: self._messages.cdn_urls(channel_id, a.id, a.filename)
+        )
         data: JSON = {
             "custom_id": modal_id,
-            "components": modal_submit_components(modal, values or {}),
+            "components": modal_submit_components(modal, values or {}, builder.attachment),
         }
-        return await self._inject(INTERACTION_MODAL_SUBMIT, self._where.resolve(**where), data)
+        if builder.resolved:
+            data["resolved"] = builder.resolved
+        for attachment in builder.attachments:
+            self._serve_attachment(channel_id, attachment)
+        return await self._inject(INTERACTION_MODAL_SUBMIT, ctx, data)
 
     async def click_button(
         self, message: RecordedMessage, custom_id: str, **where: Any
