@@ -42,6 +42,7 @@ from .store import (
     NewScene,
     SceneRecord,
     Store,
+    StoredMedia,
     count,
     insert_job,
     requeue_failed_in,
@@ -132,6 +133,7 @@ class Admission:
         image_prompt: str,
         negative_prompt: str,
         images: int,
+        media: StoredMedia | None = None,
     ) -> SceneRecord | None:
         """Make the next version of a scene (see `Store.revise_scene`) if the image budgets
         allow the `images` it needs; None if the scene or the job moved on. A revision is not
@@ -147,7 +149,8 @@ class Admission:
             if refusal is None:
                 revised = await revise_scene_in(db, job.id, number, version, seed=seed,
                                                 image_prompt=image_prompt,
-                                                negative_prompt=negative_prompt)  # fmt: skip
+                                                negative_prompt=negative_prompt,
+                                                media=media)  # fmt: skip
                 if revised is not None:
                     await _record(db, "revision", job.id, job.guild_id, job.user_id, now,
                                   scenes=1, images=images)  # fmt: skip

@@ -31,6 +31,8 @@ def scene_embed(job: Job, record: SceneRecord, *, filename: str) -> discord.Embe
     embed.add_field(
         name="Negative prompt", value=(record.negative_prompt or "—")[:1000], inline=False
     )
+    if record.own_media is not None:
+        embed.add_field(name="Picture", value="🖼️ Uploaded (Use my picture)", inline=True)
     embed.add_field(name="Seed", value=str(record.seed), inline=True)
     embed.add_field(name="Version", value=str(record.version), inline=True)
     if job.options.review:

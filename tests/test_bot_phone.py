@@ -44,6 +44,7 @@ from tests.fakes.discord import (
 from tests.fakes.speech import FakeSpeech
 from tests.fakes.together import FakeTogether
 from tests.media import ffprobe
+from tests.media_files import YELLOW, frame_colour, make_picture, near
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -289,6 +290,25 @@ async def test_a_pasted_script_with_captions_and_review(world: World) -> None:
     width, height = frame_size(video)
     assert width == height
     assert has_captions(video)
+
+
+async def test_the_forms_other_files_are_the_renders_own_media(world: World) -> None:
+    """Several files in the form: the script file is the script, the rest its own media."""
+    photo = AttachmentSpec("photo.jpg", make_picture(world.tmp / "photo.jpg", colour=YELLOW)
+                           .read_bytes())  # fmt: skip
+    text = (
+        "# Dave's own\n\n## 1\nmedia: photo.jpg\nMy own picture.\n\n"
+        "## 2\nimage: dave picture 2\nA made one.\n"
+    )
+    opened = await open_form(world, "dave")
+    sent = await world.fake.submit_modal(
+        opened, {"render:file": [photo, AttachmentSpec("dave.md", text.encode())]}
+    )
+    assert "Queued as **job #" in await said(sent)
+    _, progress = await progress_of(world, sent)
+    _, video = await video_reply(world, progress)
+    assert near(frame_colour(video, 0.5), YELLOW)  # scene 1 is the uploaded picture
+    assert images_for(world, "dave") == {"dave picture 2": 1}  # only scene 2 was paid for
 
 
 @pytest.mark.parametrize(

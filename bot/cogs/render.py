@@ -10,6 +10,9 @@ interaction response, whose token stops working after 15 minutes.
 downloaded only once the script is known to be good, saved under its content's hash (in the
 artifact cache as `music/<sha256>.<ext>`, never a name the user chose) and checked with
 ffprobe.
+
+`media1`..`media4` take the files a script names with `media: NAME` (`bot/uploaded_media.py`):
+only those uploads, never a path on the bot's host; checked before anything is queued.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, cast
 
@@ -37,8 +41,9 @@ from ..answers import answer
 from ..app import ReelBot
 from ..checks import bot_can_post, render_allowed, render_rate_limit
 from ..render_form import SCRIPT_EXTENSIONS, FormAnswer, RenderForm
-from ..store import Job, JobOptions
+from ..store import Job, JobOptions, StoredMedia
 from ..text import format_duration, format_size, ordinal, plain
+from ..uploaded_media import ReceivedMedia, receive_media
 from ..uploads import keep_music
 
 __all__ = ["RenderCog", "setup"]
@@ -70,6 +75,10 @@ class RenderCog(commands.Cog):
         review="Approve each scene's image before the video is made",
         captions="Burn captions into the video (default: on for 9:16, else off)",
         music="Background music: an mp3, m4a, aac, ogg, opus, flac or wav file",
+        media1="A picture or clip the script names with `media: NAME` (its file name)",
+        media2="Another picture or clip the script names",
+        media3="Another picture or clip the script names",
+        media4="Another picture or clip the script names",
     )
     @app_commands.guild_only()
     @render_rate_limit()
@@ -85,7 +94,12 @@ class RenderCog(commands.Cog):
         review: bool = False,
         captions: bool | None = None,
         music: discord.Attachment | None = None,
+        media1: discord.Attachment | None = None,
+        media2: discord.Attachment | None = None,
+        media3: discord.Attachment | None = None,
+        media4: discord.Attachment | None = None,
     ) -> None:
+        media = [m for m in (media1, media2, media3, media4) if m is not None]
         options = JobOptions(
             aspect=aspect,
             voice=voice,
@@ -96,14 +110,19 @@ class RenderCog(commands.Cog):
         if music is not None:
             self._check_music(music)  # refused at once, before anything is downloaded
         if script is None:  # the phone form (bot/render_form.py)
-            await interaction.response.send_modal(self._form(options, music))
+            await interaction.response.send_modal(self._form(options, music, media))
             return
         self._check_attachment(script)  # refused at once, before anything is downloaded
         await interaction.response.defer(ephemeral=True, thinking=True)
         text = _decode(await script.read())
-        await self.queue_render(interaction, text, script.filename, options, music)
+        await self.queue_render(interaction, text, script.filename, options, music, media)
 
-    def _form(self, options: JobOptions, music: discord.Attachment | None) -> RenderForm:
+    def _form(
+        self,
+        options: JobOptions,
+        music: discord.Attachment | None,
+        media: Sequence[discord.Attachment],
+    ) -> RenderForm:
         video = self.bot.settings.video
         captions = options.captions
         if captions is None:  # what the server's default would give (the box shows it)
@@ -111,22 +130,21 @@ class RenderCog(commands.Cog):
             captions = captions_wanted(self.bot.settings.captions, aspect)
 
         async def submitted(interaction: Interaction, answer: FormAnswer) -> None:
-            await self.form_submitted(interaction, answer, music)
+            await self.form_submitted(interaction, answer, music, media)
 
         return RenderForm(options, default_aspect=video.aspect, captions=captions,
                           on_submit=submitted,
                           on_error=self.bot.report_error)  # fmt: skip
 
     async def form_submitted(
-        self, interaction: Interaction, answer: FormAnswer, music: discord.Attachment | None
+        self,
+        interaction: Interaction,
+        answer: FormAnswer,
+        music: discord.Attachment | None,
+        media: Sequence[discord.Attachment] = (),
     ) -> None:
-        """The phone form was sent: an uploaded file wins over pasted text."""
-        if answer.media:
-            names = ", ".join(plain(a.filename, 60) for a in answer.media[:3])
-            raise ReelbotError(
-                f"Only the script file is used from the form for now ({names} can't be used "
-                "yet): upload just the script"
-            )
+        """The phone form was sent: an uploaded file wins over pasted text; the form's other
+        uploads join the command's `media1..4` as the render's own media."""
         file = answer.script_file
         if file is not None:
             self._check_attachment(file)  # refused at once, before anything is downloaded
@@ -138,7 +156,8 @@ class RenderCog(commands.Cog):
             if file is not None and answer.text_ignored
             else ""
         )
-        await self.queue_render(interaction, text, filename, answer.options, music, note=note)
+        await self.queue_render(interaction, text, filename, answer.options, music,
+                                [*media, *answer.media], note=note)  # fmt: skip
 
     @render.autocomplete("voice")
     async def voice_choices(
@@ -194,10 +213,12 @@ class RenderCog(commands.Cog):
         filename: str,
         options: JobOptions,
         music: discord.Attachment | None = None,
+        media: Sequence[discord.Attachment] = (),
         *,
         note: str = "",
     ) -> None:
-        """Validate and queue; the answer says where progress will appear (after `note`)."""
+        """Validate and queue; the answer says where progress will appear (after `note`).
+        `media`: the files the script's `media:` names refer to."""
         assert interaction.channel_id is not None  # guild_only: always in a channel
         request = JobRequest(
             guild_id=interaction.guild_id,
@@ -209,15 +230,21 @@ class RenderCog(commands.Cog):
         )
         # A bad script is refused before the music is fetched, and read only this once.
         script = self.bot.runner.check(request)
-        if music is not None:
-            saved = await self._save_music(music)
-            request = dataclasses.replace(
-                request, options=options.model_copy(update={"music": str(saved)})
-            )
-        # The one way in (bot/admission.py): a refusal naming the limit, or the job, shown
-        # queued. Music saved for a refused render is removed by the keep_days sweep.
-        job = await self.bot.runner.submit(request, script)
-        await answer(interaction, f"{note} {await self._queued_text(job)}".strip())
+        # Pinned in the cache from its download until the job holds its own pin.
+        with self.bot.runner.cache.pinning() as pin:
+            received = await receive_media(script, media, self.bot.runner.cache,
+                                           self.bot.settings.limits, pin=pin)  # fmt: skip
+            request = _with_media(request, received)
+            if music is not None:
+                saved = await self._save_music(music)
+                request = dataclasses.replace(
+                    request, options=request.options.model_copy(update={"music": str(saved)})
+                )
+            # The one way in (bot/admission.py): a refusal naming the limit, or the job, shown
+            # queued. Music saved for a refused render is removed by the keep_days sweep.
+            job = await self.bot.runner.submit(request, script)
+        text = f"{note} {await self._queued_text(job)}{_unused(received)}"
+        await answer(interaction, text.strip())
 
     async def _save_music(self, attachment: discord.Attachment) -> Path:
         """Download a checked music attachment and keep it by its content's hash; refuse it
@@ -248,6 +275,22 @@ class RenderCog(commands.Cog):
                 "edit its prompt); the video is made once every scene is approved."
             )
         return text
+
+
+def _with_media(request: JobRequest, received: ReceivedMedia) -> JobRequest:
+    if not received.media:
+        return request
+    stored = {name: StoredMedia.of(m) for name, m in received.by_name.items()}
+    return dataclasses.replace(
+        request, options=request.options.model_copy(update={"media": stored})
+    )
+
+
+def _unused(received: ReceivedMedia) -> str:
+    if not received.unused:
+        return ""
+    names = ", ".join(plain(n, 60) for n in received.unused)
+    return f" Not used (no scene names it with `media:`): {names}."
 
 
 def _choice_name(voice: VoiceInfo) -> str:

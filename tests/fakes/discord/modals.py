@@ -30,8 +30,8 @@ LIMITS = discord_limits()["modal"]
 ACTION_ROW = 1
 TEXT_INPUT = 4
 TEXT_DISPLAY = 10
-LABEL = 18
-FILE_UPLOAD = 19
+LABEL = LIMITS["label"]
+FILE_UPLOAD = LIMITS["file_upload"]["type"]
 RADIO_GROUP = 21
 CHECKBOX_GROUP = 22
 CHECKBOX = 23
@@ -69,7 +69,7 @@ def validate_modal(data: JSON) -> None:
                 f"Component type {kind} is not allowed here",
             )
         if kind == LABEL:
-            _length(component.get("label"), 1, LIMITS["label"], f"{where}.label")
+            _length(component.get("label"), 1, LIMITS["label_text"], f"{where}.label")
             if component.get("description") is not None:
                 _length(
                     component["description"], 0, LIMITS["label_description"], f"{where}.description"
@@ -104,7 +104,7 @@ def _validate_input(component: JSON, where: str, seen: set[str]) -> None:
         )
     seen.add(str(custom_id))
     kind = component["type"]
-    required = component.get("required", True)
+    required = component.get("required", True)  # every input's default
     if kind == TEXT_INPUT:
         top = LIMITS["text_input_max"]
         low = int(component.get("min_length") or 0)
@@ -120,14 +120,16 @@ def _validate_input(component: JSON, where: str, seen: set[str]) -> None:
         if component.get("placeholder") is not None:
             _length(component["placeholder"], 0, LIMITS["placeholder"], f"{where}.placeholder")
     elif kind == FILE_UPLOAD:
-        _counts(
-            component,
-            where,
-            required,
-            options=None,
-            top=LIMITS["file_upload_max_values"],
-            default_max=1,
-        )
+        spec = LIMITS["file_upload"]
+        for key in ("min_values", "max_values"):
+            value, (low, high) = component.get(key), spec[key]
+            if value is not None and not low <= int(value) <= high:
+                raise invalid_form_body(
+                    f"{where}.{key}",
+                    "NUMBER_TYPE_MAX",
+                    f"int value should be between {low} and {high}.",
+                )
+        _counts(component, where, required, top=spec["max_values"][1], default_max=1)
     elif kind == RADIO_GROUP:
         options = _options(
             component, where, LIMITS["radio_options_min"], LIMITS["radio_options_max"]
@@ -142,14 +144,7 @@ def _validate_input(component: JSON, where: str, seen: set[str]) -> None:
         options = _options(
             component, where, LIMITS["checkbox_options_min"], LIMITS["checkbox_options_max"]
         )
-        _counts(
-            component,
-            where,
-            required,
-            options=len(options),
-            top=len(options),
-            default_max=len(options),
-        )
+        _counts(component, where, required, top=len(options), default_max=len(options))
 
 
 def _options(component: JSON, where: str, low: int, high: int) -> list[JSON]:
@@ -181,9 +176,7 @@ def _options(component: JSON, where: str, low: int, high: int) -> list[JSON]:
     return options
 
 
-def _counts(
-    component: JSON, where: str, required: bool, *, options: int | None, top: int, default_max: int
-) -> None:
+def _counts(component: JSON, where: str, required: bool, *, top: int, default_max: int) -> None:
     low = component.get("min_values")
     high = default_max if component.get("max_values") is None else component["max_values"]
     if low is not None and not 0 <= int(low) <= top:
