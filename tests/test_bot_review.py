@@ -274,7 +274,8 @@ async def test_review_waits_for_every_approval_then_posts_the_video(world: World
     reply, _ = await video(world, job)
     assert f"<@{GUILD.member('alice').id}>" in reply.content and "is ready" in reply.content
     await fake.wait_for(lambda: "**Done**" in description(job.progress), 10)
-    assert custom_ids(job.progress) == []  # no Approve all once it is done
+    # No Approve all once it is done; Send to me instead (bot/cogs/job_buttons.py).
+    assert custom_ids(job.progress) == [f"reelbot:send:{job.id}"]
     assert fields(second)["Review"] == "✅ Approved"  # Approve all showed on the scene too
     # The scenes were made once: approving joined what the review round had made.
     assert len(images_for(world, "alice", "")) == 2

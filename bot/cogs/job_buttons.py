@@ -324,7 +324,7 @@ class JobButtonsCog(commands.Cog, name="JobButtons"):
         where = f"https://discord.com/channels/{job.guild_id}/{job.channel_id}"
         text = f"Your copy of **{plain(job.title)}** (job #{job.id}, from {where})."
         if fitted:
-            text += f" Re-encoded to fit a direct message's {format_size(DM_UPLOAD_LIMIT)}."
+            text += " Re-encoded to fit a direct message's upload limit."
         return text
 
 
