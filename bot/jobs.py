@@ -300,16 +300,20 @@ class JobRunner:
         kept = job_video(self.outputs, job.id)
         if job.output and kept.is_file():
             return kept, await probe_duration(kept)
-        plan = await self.plan_for(job)
+        records = await self.store.scenes(job.id)
+        plan = await self.plan_for(job, records)
         if self.paid_images(plan):
             raise ReelbotError(
                 f"the scenes of job #{job.id} are no longer kept (the cache removed them to stay "
                 "under its size cap): render the script again for a new video"
             )
+        root = self.cache.root.resolve()
+        made = [Path(p).resolve() for r in records for p in (r.audio, r.image, r.clip) if p]
         out = work / f"job-{job.id}.mp4"
-        result = await self.renderer(lambda event: None, label=f"job {job.id} copy").render(
-            plan, out
-        )
+        renderer = self.renderer(lambda event: None, label=f"job {job.id} copy")
+        with self.cache.pinning() as pin:  # no eviction meanwhile (another job may end)
+            pin.add(*(p for p in made if p.is_file() and p.is_relative_to(root)))
+            result = await renderer.render(plan, out)
         return result.output, result.duration
 
     async def queue(self) -> list[QueueEntry]:
