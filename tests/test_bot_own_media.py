@@ -109,9 +109,7 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
 # ------------------------------------------------------------ helpers
 
 
-async def render(
-    world: World, member: str, source: str, **options: Any
-) -> InjectedInteraction:
+async def render(world: World, member: str, source: str, **options: Any) -> InjectedInteraction:
     options = {"script": AttachmentSpec("reel.md", source.encode()), **options}
     return await world.fake.send_slash_command("render", options, member=member)
 
@@ -305,9 +303,7 @@ async def test_an_upload_too_large_is_refused_before_it_is_downloaded(world: Wor
                         "(other.png)"),
     ],
 )  # fmt: skip
-async def test_a_name_not_uploaded_is_refused(
-    world: World, uploads: list[str], words: str
-) -> None:
+async def test_a_name_not_uploaded_is_refused(world: World, uploads: list[str], words: str) -> None:
     options = {f"media{i + 1}": world.file(n, make_picture, (100, 100), image_format="PNG")
                for i, n in enumerate(uploads)}  # fmt: skip
     answer = await said(await render(world, "bob", broken("logo.png"), **options))

@@ -76,8 +76,12 @@ class ScriptModal(discord.ui.Modal, title="Paste your script"):
         options: JobOptions,
         music: discord.Attachment | None = None,
         media: Sequence[discord.Attachment] = (),
+        *,
+        text: str = "",
     ) -> None:
         super().__init__(timeout=15 * 60)
+        if text:  # a draft to edit (bot/cogs/draft.py)
+            self.script.default = text[:MODAL_MAX_CHARS]
         self.cog = cog
         self.options = options
         self.music = music  # checked already; downloaded once the script is good
