@@ -177,7 +177,7 @@ def button(message: RecordedMessage, action: str) -> str:
     ids = [c["custom_id"] for row in message.components for c in row.get("components", [])]
     found = [c for c in ids if c.startswith(f"reelbot:{action}:")]
     assert found, f"no {action} button on {ids}"
-    return found[0]
+    return str(found[0])
 
 
 def media_in_cache(world: World, data: bytes, suffix: str) -> Path:
