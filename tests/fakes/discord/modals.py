@@ -14,12 +14,14 @@ from .models import JSON, AttachmentSpec
 MODAL = LIMITS["modal"]
 COMPONENT_ACTION_ROW = 1
 COMPONENT_TEXT_INPUT = 4
+COMPONENT_TEXT_DISPLAY = 10
 COMPONENT_LABEL = MODAL["label"]
 COMPONENT_FILE_UPLOAD = MODAL["file_upload"]["type"]
 
 
 def validate_modal(data: JSON) -> None:
-    """A modal the bot sends: 1 to 5 top-level components; a text input at most 4000
+    """A modal the bot sends: 1 to 5 top-level components (labels, text displays, or the older
+    action rows of text inputs); a text input at most 4000
     characters; a file upload only inside a label, its min/max values in the published
     ranges. Anything else is Discord's 50035 naming the field."""
     components = data.get("components") or []
@@ -34,9 +36,11 @@ def validate_modal(data: JSON) -> None:
         elif component.get("type") == COMPONENT_ACTION_ROW:
             for j, child in enumerate(component.get("components") or []):
                 _check_input(child, f"{where}.components.{j}", in_label=False)
-        else:
-            raise invalid_form_body(f"{where}.type", "UNION_TYPE_CHOICES",
-                                    "Value of field \"type\" must be one of (1, 18).")  # fmt: skip
+        elif component.get("type") != COMPONENT_TEXT_DISPLAY:
+            raise invalid_form_body(
+                f"{where}.type", "UNION_TYPE_CHOICES", 'Value of field "type" must be one of '
+                "(1, 10, 18).",
+            )  # fmt: skip
 
 
 def _check_input(component: JSON, where: str, *, in_label: bool) -> None:
