@@ -35,6 +35,7 @@ from pipeline.own_media import (
 )
 from pipeline.script import Scene, Script
 
+from .store import JobOptions, StoredMedia
 from .text import format_size, plain
 
 __all__ = ["MEDIA_OPTIONS", "ReceivedMedia", "receive_media", "receive_scene_media"]
@@ -48,9 +49,20 @@ class ReceivedMedia:
     media: dict[int, OwnMedia]  # by scene number: checked, in the cache, pinned
     unused: list[str]  # uploads no scene names (not downloaded)
 
+    def options(self, options: JobOptions) -> JobOptions:
+        """The job's options with this media, by the names the script gives."""
+        if not self.media:
+            return options
+        stored = {m.name: StoredMedia.of(m) for m in self.media.values()}
+        return options.model_copy(update={"media": stored})
+
     @property
-    def by_name(self) -> dict[str, OwnMedia]:
-        return {m.name: m for m in self.media.values()}
+    def note(self) -> str:
+        """For the answer: the uploads no scene names."""
+        if not self.unused:
+            return ""
+        names = ", ".join(plain(n, 60) for n in self.unused)
+        return f" Not used (no scene names it with `media:`): {names}."
 
 
 async def receive_media(

@@ -390,6 +390,12 @@ async def test_buttons_work_after_the_bot_restarts(world: World) -> None:
 
     await world.restart()
 
+    # Use my picture opens its form on a message from the last run.
+    opened = await click(world, first, button(first, "picture"), "dave")
+    assert (await opened.wait_response(timeout=3)).type == 9
+    assert opened.modal is not None
+    assert opened.modal["custom_id"] == f"reelbot:upload:{job.id}:1:1"
+
     # A reviewer (not the requester) regenerates scene 2 on a message from the last run.
     answer = await said(await click(world, second, button(second, "regen"), "rita"))
     assert answer.startswith("Regenerating scene 2")

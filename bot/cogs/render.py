@@ -37,9 +37,9 @@ from ..admission import JobRequest
 from ..answers import answer
 from ..app import ReelBot
 from ..checks import bot_can_post, render_allowed, render_rate_limit
-from ..store import Job, JobOptions, StoredMedia
+from ..store import Job, JobOptions
 from ..text import format_duration, format_size, ordinal, plain
-from ..uploaded_media import ReceivedMedia, receive_media
+from ..uploaded_media import receive_media
 from ..uploads import keep_music
 
 __all__ = ["RenderCog", "ScriptModal", "setup"]
@@ -227,16 +227,15 @@ class RenderCog(commands.Cog):
         with self.bot.runner.cache.pinning() as pin:
             received = await receive_media(script, media, self.bot.runner.cache,
                                            self.bot.settings.limits, pin=pin)  # fmt: skip
-            request = _with_media(request, received)
+            options = received.options(options)
             if music is not None:
                 saved = await self._save_music(music)
-                request = dataclasses.replace(
-                    request, options=request.options.model_copy(update={"music": str(saved)})
-                )
+                options = options.model_copy(update={"music": str(saved)})
+            request = dataclasses.replace(request, options=options)
             # The one way in (bot/admission.py): a refusal naming the limit, or the job, shown
             # queued. Music saved for a refused render is removed by the keep_days sweep.
             job = await self.bot.runner.submit(request, script)
-        await answer(interaction, await self._queued_text(job) + _unused(received))
+        await answer(interaction, await self._queued_text(job) + received.note)
 
     async def _save_music(self, attachment: discord.Attachment) -> Path:
         """Download a checked music attachment and keep it by its content's hash; refuse it
@@ -267,22 +266,6 @@ class RenderCog(commands.Cog):
                 "edit its prompt); the video is made once every scene is approved."
             )
         return text
-
-
-def _with_media(request: JobRequest, received: ReceivedMedia) -> JobRequest:
-    if not received.media:
-        return request
-    stored = {name: StoredMedia.of(m) for name, m in received.by_name.items()}
-    return dataclasses.replace(
-        request, options=request.options.model_copy(update={"media": stored})
-    )
-
-
-def _unused(received: ReceivedMedia) -> str:
-    if not received.unused:
-        return ""
-    names = ", ".join(plain(n, 60) for n in received.unused)
-    return f" Not used (no scene names it with `media:`): {names}."
 
 
 def _choice_name(voice: VoiceInfo) -> str:
