@@ -12,6 +12,8 @@ the problem, before anything is queued or paid for.
 
 The caller pins what it receives (a `CachePin`) until the job holds its own pin
 (`JobRunner.pin_media`): no eviction removes it while the job is queued, running or in review.
+A front end with other uploads (a form's file upload) passes them to
+`RenderCog.queue_render(..., media=...)`, which does all of this.
 """
 
 from __future__ import annotations
@@ -38,10 +40,7 @@ from pipeline.script import Scene, Script
 from .store import JobOptions, StoredMedia
 from .text import format_size, plain
 
-__all__ = ["MEDIA_OPTIONS", "ReceivedMedia", "receive_media", "receive_scene_media"]
-
-# `/render`'s optional attachments for the script's `media:` names.
-MEDIA_OPTIONS = ("media1", "media2", "media3", "media4")
+__all__ = ["ReceivedMedia", "receive_media", "receive_scene_media"]
 
 
 @dataclass(frozen=True)
