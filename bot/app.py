@@ -38,6 +38,7 @@ EXTENSIONS = (
     "bot.cogs.pictures",
     "bot.cogs.usage",
     "bot.cogs.forget",
+    "bot.cogs.draft",
 )
 
 GENERIC_FAILURE = (

@@ -84,9 +84,11 @@ class RenderForm(discord.ui.Modal):
         captions: bool,
         on_submit: Submit,
         on_error: OnError,
+        text: str = "",
     ) -> None:
         """`options`: what the command was given (filled in). `default_aspect`: the server's,
-        named in the first aspect choice. `captions`: whether the Captions box starts ticked."""
+        named in the first aspect choice. `captions`: whether the Captions box starts ticked.
+        `text`: a script to start from, in the text box (a draft to edit)."""
         super().__init__(title="Render a video", timeout=15 * 60, custom_id=FORM_ID)
         self.options = options
         self._submit = on_submit
@@ -98,6 +100,7 @@ class RenderForm(discord.ui.Modal):
             style=discord.TextStyle.paragraph,
             custom_id="render:script",
             placeholder=PLACEHOLDER,
+            default=text[:MODAL_MAX_CHARS] or None,
             required=False,
             max_length=MODAL_MAX_CHARS,
         )

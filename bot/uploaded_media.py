@@ -12,6 +12,8 @@ the problem, before anything is queued or paid for.
 
 The caller pins what it receives (a `CachePin`) until the job holds its own pin
 (`JobRunner.pin_media`): no eviction removes it while the job is queued, running or in review.
+A front end with other uploads (a form's file upload) passes them to
+`RenderCog.queue_render(..., media=...)`, which does all of this.
 """
 
 from __future__ import annotations
@@ -35,12 +37,10 @@ from pipeline.own_media import (
 )
 from pipeline.script import Scene, Script
 
+from .store import JobOptions, StoredMedia
 from .text import format_size, plain
 
-__all__ = ["MEDIA_OPTIONS", "ReceivedMedia", "receive_media", "receive_scene_media"]
-
-# `/render`'s optional attachments for the script's `media:` names.
-MEDIA_OPTIONS = ("media1", "media2", "media3", "media4")
+__all__ = ["ReceivedMedia", "receive_media", "receive_scene_media"]
 
 
 @dataclass(frozen=True)
@@ -48,9 +48,20 @@ class ReceivedMedia:
     media: dict[int, OwnMedia]  # by scene number: checked, in the cache, pinned
     unused: list[str]  # uploads no scene names (not downloaded)
 
+    def options(self, options: JobOptions) -> JobOptions:
+        """The job's options with this media, by the names the script gives."""
+        if not self.media:
+            return options
+        stored = {m.name: StoredMedia.of(m) for m in self.media.values()}
+        return options.model_copy(update={"media": stored})
+
     @property
-    def by_name(self) -> dict[str, OwnMedia]:
-        return {m.name: m for m in self.media.values()}
+    def note(self) -> str:
+        """For the answer: the uploads no scene names."""
+        if not self.unused:
+            return ""
+        names = ", ".join(plain(n, 60) for n in self.unused)
+        return f" Not used (no scene names it with `media:`): {names}."
 
 
 async def receive_media(

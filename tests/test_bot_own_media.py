@@ -249,6 +249,12 @@ async def test_render_mixing_generated_picture_and_clip_uploads(world: World) ->
     await world.fake.wait_for(lambda: job_state(world, job_id) == "done", 20, "done")
     assert world.pins(job_id) is None
 
+    # The thread says which scenes show an upload.
+    assert fields(scene_message(world, job_id, 2))["Picture"] == (
+        "🖼️ photo.jpg (uploaded with the render)"
+    )
+    assert "Picture" not in fields(scene_message(world, job_id, 1))
+
     # 🖼️ Use my picture on the generated scene, after delivery: a new version without a paid
     # image, and a new video that shows it.
     message = scene_message(world, job_id, 1)

@@ -71,6 +71,29 @@ class FeedbackModal(discord.ui.Modal, title="Feedback"):
         interaction.client.errors.append(error)
 
 
+class UploadModal(discord.ui.Modal, title="Upload"):
+    def __init__(self, max_values: int) -> None:
+        super().__init__()
+        self.files: discord.ui.FileUpload[UploadModal] = discord.ui.FileUpload(
+            custom_id="upload:files", min_values=1, max_values=max_values
+        )
+        self.add_item(discord.ui.Label(text="Your files", component=self.files))
+
+    async def on_submit(self, interaction: discord.Interaction[EchoBot]) -> None:  # type: ignore[override]
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        for attachment in self.files.values:
+            interaction.client.uploads[attachment.filename] = await attachment.read()
+        await interaction.followup.send(f"got {len(self.files.values)}", ephemeral=True)
+
+    async def on_error(self, interaction: discord.Interaction[EchoBot], error: Exception) -> None:  # type: ignore[override]
+        interaction.client.errors.append(error)
+
+
+@app_commands.command(description="Upload files through a modal")
+async def upload(interaction: discord.Interaction[EchoBot], most: int = 2) -> None:
+    await interaction.response.send_modal(UploadModal(most))
+
+
 @app_commands.command(description="Echo an attachment back through a thread")
 async def echo(
     interaction: discord.Interaction[EchoBot], file: discord.Attachment, note: str = "echo"
@@ -112,6 +135,7 @@ class EchoBot(commands.Bot):
         self.guild_id = guild_id
         self.errors: list[BaseException] = []
         self.modal_submissions: list[str] = []
+        self.uploads: dict[str, bytes] = {}  # files sent through a modal's file upload
         self.completed: list[str] = []  # commands whose handler returned
         self.resumed = asyncio.Event()
         self.tree.error(self._on_tree_error)
@@ -120,6 +144,7 @@ class EchoBot(commands.Bot):
         self.tree.add_command(echo)
         self.tree.add_command(feedback)
         self.tree.add_command(vote)
+        self.tree.add_command(upload)
         guild = discord.Object(id=self.guild_id)
         self.tree.copy_global_to(guild=guild)
         await self.tree.sync(guild=guild)
@@ -195,7 +220,7 @@ async def test_login_ready_and_guild_command_sync(fake: FakeDiscord, bot: EchoBo
     assert connection["compress"] == discord.utils._ActiveDecompressionContext.COMPRESSION_TYPE
 
     synced = fake.commands[fake.guilds[0].id]
-    assert sorted(c["name"] for c in synced) == ["echo", "feedback", "vote"]
+    assert sorted(c["name"] for c in synced) == ["echo", "feedback", "upload", "vote"]
     echo_options = next(c for c in synced if c["name"] == "echo")["options"]
     assert [(o["name"], o["type"], o.get("required")) for o in echo_options] == [
         ("file", 11, True),
@@ -287,6 +312,44 @@ async def test_modal_submit_reaches_on_submit(fake: FakeDiscord, bot: EchoBot) -
     assert bot.modal_submissions == ["lovely reels"]
     assert (reply.type, reply.content) == (4, "thanks: lovely reels")
     assert submitted.original is not None and submitted.original.ephemeral
+
+
+async def test_a_file_upload_is_submitted_in_the_published_shape(
+    fake: FakeDiscord, bot: EchoBot
+) -> None:
+    opened = await fake.send_slash_command("upload")
+    assert (await opened.wait_response()).type == 9
+    assert opened.modal is not None
+    [label] = opened.modal["components"]
+    assert (label["type"], label["component"]["type"]) == (18, 19)  # a label holding it
+    files = [AttachmentSpec("a.png", b"\x89PNG one"), AttachmentSpec("b.png", b"\x89PNG two")]
+    # More files than it takes, or none for a required one: the client would not send it.
+    with pytest.raises(ValueError, match="takes 1 to 2 files, not 3"):
+        await fake.submit_modal(opened, {"upload:files": [*files, AttachmentSpec("c.png")]})
+    with pytest.raises(ValueError, match="is required"):
+        await fake.submit_modal(opened, {"upload:files": []})
+
+    submitted = await fake.submit_modal(opened, {"upload:files": files})
+    [reply] = await submitted.wait_followups(1)
+    assert reply.content == "got 2"
+    assert bot.uploads == {"a.png": b"\x89PNG one", "b.png": b"\x89PNG two"}
+    data = submitted.payload["data"]
+    [sent] = data["components"]
+    assert sent["type"] == 18 and sent["component"]["type"] == 19
+    assert sent["component"]["values"] == [str(f.id) for f in files]
+    assert set(data["resolved"]["attachments"]) == {str(f.id) for f in files}
+
+
+async def test_a_modal_over_the_published_limits_is_refused(
+    fake: FakeDiscord, bot: EchoBot
+) -> None:
+    opened = await fake.send_slash_command("upload", {"most": 11})  # at most 10 files
+    await fake.wait_for(lambda: bot.errors, what="the refusal")
+    assert not opened.acknowledged
+    [error] = bot.errors
+    original = getattr(error, "original", error)
+    assert isinstance(original, discord.HTTPException) and original.code == 50035
+    bot.errors.clear()
 
 
 async def test_button_click_updates_the_message(fake: FakeDiscord, bot: EchoBot) -> None:

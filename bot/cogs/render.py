@@ -41,9 +41,9 @@ from ..answers import answer
 from ..app import ReelBot
 from ..checks import bot_can_post, render_allowed, render_rate_limit
 from ..render_form import SCRIPT_EXTENSIONS, FormAnswer, RenderForm
-from ..store import Job, JobOptions, StoredMedia
+from ..store import Job, JobOptions
 from ..text import format_duration, format_size, ordinal, plain
-from ..uploaded_media import ReceivedMedia, receive_media
+from ..uploaded_media import receive_media
 from ..uploads import keep_music
 
 __all__ = ["RenderCog", "setup"]
@@ -110,19 +110,23 @@ class RenderCog(commands.Cog):
         if music is not None:
             self._check_music(music)  # refused at once, before anything is downloaded
         if script is None:  # the phone form (bot/render_form.py)
-            await interaction.response.send_modal(self._form(options, music, media))
+            await interaction.response.send_modal(self.form(options, music, media))
             return
         self._check_attachment(script)  # refused at once, before anything is downloaded
         await interaction.response.defer(ephemeral=True, thinking=True)
         text = _decode(await script.read())
         await self.queue_render(interaction, text, script.filename, options, music, media)
 
-    def _form(
+    def form(
         self,
         options: JobOptions,
-        music: discord.Attachment | None,
-        media: Sequence[discord.Attachment],
+        music: discord.Attachment | None = None,
+        media: Sequence[discord.Attachment] = (),
+        *,
+        text: str = "",
     ) -> RenderForm:
+        """The phone form for `options` (the command's, filled in); `text`: a script to start
+        from (a draft to edit, `bot/cogs/draft.py`)."""
         video = self.bot.settings.video
         captions = options.captions
         if captions is None:  # what the server's default would give (the box shows it)
@@ -132,7 +136,7 @@ class RenderCog(commands.Cog):
         async def submitted(interaction: Interaction, answer: FormAnswer) -> None:
             await self.form_submitted(interaction, answer, music, media)
 
-        return RenderForm(options, default_aspect=video.aspect, captions=captions,
+        return RenderForm(options, default_aspect=video.aspect, captions=captions, text=text,
                           on_submit=submitted,
                           on_error=self.bot.report_error)  # fmt: skip
 
@@ -234,16 +238,15 @@ class RenderCog(commands.Cog):
         with self.bot.runner.cache.pinning() as pin:
             received = await receive_media(script, media, self.bot.runner.cache,
                                            self.bot.settings.limits, pin=pin)  # fmt: skip
-            request = _with_media(request, received)
+            options = received.options(options)
             if music is not None:
                 saved = await self._save_music(music)
-                request = dataclasses.replace(
-                    request, options=request.options.model_copy(update={"music": str(saved)})
-                )
+                options = options.model_copy(update={"music": str(saved)})
+            request = dataclasses.replace(request, options=options)
             # The one way in (bot/admission.py): a refusal naming the limit, or the job, shown
             # queued. Music saved for a refused render is removed by the keep_days sweep.
             job = await self.bot.runner.submit(request, script)
-        text = f"{note} {await self._queued_text(job)}{_unused(received)}"
+        text = f"{note} {await self._queued_text(job)}{received.note}"
         await answer(interaction, text.strip())
 
     async def _save_music(self, attachment: discord.Attachment) -> Path:
@@ -275,22 +278,6 @@ class RenderCog(commands.Cog):
                 "edit its prompt); the video is made once every scene is approved."
             )
         return text
-
-
-def _with_media(request: JobRequest, received: ReceivedMedia) -> JobRequest:
-    if not received.media:
-        return request
-    stored = {name: StoredMedia.of(m) for name, m in received.by_name.items()}
-    return dataclasses.replace(
-        request, options=request.options.model_copy(update={"media": stored})
-    )
-
-
-def _unused(received: ReceivedMedia) -> str:
-    if not received.unused:
-        return ""
-    names = ", ".join(plain(n, 60) for n in received.unused)
-    return f" Not used (no scene names it with `media:`): {names}."
 
 
 def _choice_name(voice: VoiceInfo) -> str:

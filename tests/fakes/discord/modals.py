@@ -261,7 +261,10 @@ class ModalAnswer:
             files = list(given or [])
             if not all(isinstance(f, AttachmentSpec) for f in files):
                 raise TypeError(f"file upload {custom_id!r} takes AttachmentSpecs")
-            self._check_count(component, custom_id, len(files), required, default_max=1)
+            if required and not files:
+                raise ValueError(f"file upload {custom_id!r} is required")
+            self._check_count(component, custom_id, len(files), required, default_max=1,
+                              what="files")  # fmt: skip
             answered["values"] = [self._attach(f) for f in files]
         elif kind == RADIO_GROUP:
             options = [o["value"] for o in component.get("options", [])]
@@ -294,13 +297,20 @@ class ModalAnswer:
         return answered
 
     def _check_count(
-        self, component: JSON, custom_id: str, count: int, required: bool, *, default_max: int
+        self,
+        component: JSON,
+        custom_id: str,
+        count: int,
+        required: bool,
+        *,
+        default_max: int,
+        what: str = "choices",
     ) -> None:
         low = component.get("min_values")
         low = (1 if required else 0) if low is None else int(low)
         high = int(default_max if component.get("max_values") is None else component["max_values"])
         if not low <= count <= high:
-            raise ValueError(f"{custom_id!r} takes {low}-{high}, not {count}")
+            raise ValueError(f"{custom_id!r} takes {low} to {high} {what}, not {count}")
 
     def _attach(self, attachment: AttachmentSpec) -> str:
         url, proxy_url = self._cdn_urls(attachment)
