@@ -91,6 +91,7 @@ class RenderForm(discord.ui.Modal):
         `text`: a script to start from, in the text box (a draft to edit)."""
         super().__init__(title="Render a video", timeout=15 * 60, custom_id=FORM_ID)
         self.options = options
+        self.prefilled = text[:MODAL_MAX_CHARS]  # a whole draft, not a paste cut off
         self._submit = on_submit
         self._error = on_error
         self.files: discord.ui.FileUpload[RenderForm] = discord.ui.FileUpload(
@@ -100,7 +101,7 @@ class RenderForm(discord.ui.Modal):
             style=discord.TextStyle.paragraph,
             custom_id="render:script",
             placeholder=PLACEHOLDER,
-            default=text[:MODAL_MAX_CHARS] or None,
+            default=self.prefilled or None,
             required=False,
             max_length=MODAL_MAX_CHARS,
         )
@@ -164,7 +165,8 @@ class RenderForm(discord.ui.Modal):
                     "them, or paste it"
                 )
             raise ReelbotError("The form was empty: upload a script file or paste the script")
-        if script_file is None and len(self.script.value) >= MODAL_MAX_CHARS:
+        pasted = self.script.value
+        if script_file is None and len(pasted) >= MODAL_MAX_CHARS and pasted != self.prefilled:
             raise ReelbotError(
                 f"The pasted script fills the whole text box ({MODAL_MAX_CHARS:,} characters), "
                 "so its end was probably cut off: upload it as a .md or .txt file in the form "

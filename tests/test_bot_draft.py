@@ -223,6 +223,8 @@ async def test_edit_opens_the_form_with_the_draft(world: World) -> None:
         lambda: progress_messages(world.fake, CHANNEL, job_id), 20, "the progress message"
     )
     assert "Why Cats Really Purr" in str(progress.embeds)
+    # Done before the next test counts image requests.
+    await world.fake.wait_for(lambda: "**Done**" in str(progress.embeds), 90, "the video")
 
 
 async def test_a_draft_longer_than_the_form_is_edited_as_a_file(world: World) -> None:
