@@ -3,7 +3,8 @@
     /render with a file ─┐
     the paste form ──────┼─► JobRunner.submit ───────► Admission.admit_render ──┐
     (a Retry button, /draft → Render: the same call)                            ├─► one store
-    Regenerate, Edit prompt ─► JobRunner.revise_scene ─► Admission.admit_revision┘   transaction
+    Regenerate, Edit prompt ─► JobRunner.revise_scene ─► Admission.admit_revision┤   transaction
+    Retry (a failed job) ────► JobRunner.retry ────────► Admission.admit_retry ───┘
 
 Each admission is one `BEGIN IMMEDIATE` transaction: it counts what the limits count, decides,
 and (if let in) writes the job or the scene's new version *and* an `admissions` row, before
@@ -41,8 +42,10 @@ from .store import (
     NewScene,
     SceneRecord,
     Store,
+    StoredMedia,
     count,
     insert_job,
+    requeue_failed_in,
     revise_scene_in,
 )
 from .text import duration_words, plural
@@ -130,6 +133,7 @@ class Admission:
         image_prompt: str,
         negative_prompt: str,
         images: int,
+        media: StoredMedia | None = None,
     ) -> SceneRecord | None:
         """Make the next version of a scene (see `Store.revise_scene`) if the image budgets
         allow the `images` it needs; None if the scene or the job moved on. A revision is not
@@ -145,13 +149,35 @@ class Admission:
             if refusal is None:
                 revised = await revise_scene_in(db, job.id, number, version, seed=seed,
                                                 image_prompt=image_prompt,
-                                                negative_prompt=negative_prompt)  # fmt: skip
+                                                negative_prompt=negative_prompt,
+                                                media=media)  # fmt: skip
                 if revised is not None:
                     await _record(db, "revision", job.id, job.guild_id, job.user_id, now,
                                   scenes=1, images=images)  # fmt: skip
         if refusal is not None:
             raise refusal
         return revised
+
+    async def admit_retry(self, job: Job, *, images: int) -> bool:
+        """Queue a failed job again (Retry) if the queue limits and the image budgets allow
+        the `images` it still needs; False if it is not failed any more. It is the same job,
+        not a new render: the rate windows do not count it."""
+        refusal: AdmissionRefused | None = None
+        queued = False
+        async with self.store.transaction() as db:
+            now = self.clock()
+            refusal = await self._queue_refusal(db, job.user_id) or await self._budget_refusal(
+                db, job.guild_id, job.user_id, images, now,
+                need=f"Trying job #{job.id} again needs {_new_images(images)}",
+            )  # fmt: skip
+            if refusal is None:
+                queued = await requeue_failed_in(db, job.id)
+                if queued:
+                    await _record(db, "retry", job.id, job.guild_id, job.user_id, now,
+                                  scenes=job.scene_count, images=images)  # fmt: skip
+        if refusal is not None:
+            raise refusal
+        return queued
 
     async def peek(self, user_id: int, guild_id: int | None) -> None:
         """The rate windows only, read without recording anything: a courtesy before the
@@ -266,7 +292,7 @@ def _new_images(n: int) -> str:
 
 async def _record(
     db: aiosqlite.Connection,
-    kind: Literal["render", "revision"],
+    kind: Literal["render", "revision", "retry"],
     job_id: int,
     guild_id: int | None,
     user_id: int,

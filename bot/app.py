@@ -33,10 +33,12 @@ log = logging.getLogger(__name__)
 EXTENSIONS = (
     "bot.cogs.render",
     "bot.cogs.review",
+    "bot.cogs.job_buttons",
     "bot.cogs.queue",
     "bot.cogs.pictures",
     "bot.cogs.usage",
     "bot.cogs.forget",
+    "bot.cogs.draft",
 )
 
 GENERIC_FAILURE = (

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "bot_can_post",
+    "check_bot_can_post",
+    "check_render_allowed",
+    "check_render_rate_limit",
     "has_any_role",
     "is_moderator",
     "may_manage",
@@ -70,45 +73,45 @@ def _channel_allowed(interaction: discord.Interaction[Any], allowed: Collection[
 
 def render_allowed() -> Callable[[T], T]:
     """The [discord] allowlists: channels and roles (empty lists allow everyone)."""
+    return app_commands.check(check_render_allowed)
 
-    async def predicate(interaction: discord.Interaction[Any]) -> bool:
-        config = _bot(interaction).settings.discord
-        if config.allowed_channel_ids and not _channel_allowed(
-            interaction, config.allowed_channel_ids
-        ):
-            places = ", ".join(f"<#{c}>" for c in config.allowed_channel_ids)
-            raise Refusal(f"Renders can't be started in this channel. Try {places}.")
-        if config.allowed_role_ids and not has_any_role(interaction.user, config.allowed_role_ids):
-            roles = ", ".join(f"<@&{r}>" for r in config.allowed_role_ids)
-            raise Refusal(f"You need one of these roles to start a render: {roles}.")
-        return True
 
-    return app_commands.check(predicate)
+async def check_render_allowed(interaction: discord.Interaction[Any]) -> bool:
+    """`render_allowed` as a call, for another way to start a render (a button)."""
+    config = _bot(interaction).settings.discord
+    if config.allowed_channel_ids and not _channel_allowed(interaction, config.allowed_channel_ids):
+        places = ", ".join(f"<#{c}>" for c in config.allowed_channel_ids)
+        raise Refusal(f"Renders can't be started in this channel. Try {places}.")
+    if config.allowed_role_ids and not has_any_role(interaction.user, config.allowed_role_ids):
+        roles = ", ".join(f"<@&{r}>" for r in config.allowed_role_ids)
+        raise Refusal(f"You need one of these roles to start a render: {roles}.")
+    return True
 
 
 def bot_can_post() -> Callable[[T], T]:
     """The bot must be able to post the progress message and the video where it is asked."""
+    return app_commands.check(check_bot_can_post)
 
-    async def predicate(interaction: discord.Interaction[Any]) -> bool:
-        perms = interaction.app_permissions
-        in_thread = isinstance(interaction.channel, discord.Thread)
-        needed = {
-            "Send Messages in Threads" if in_thread else "Send Messages": (
-                perms.send_messages_in_threads if in_thread else perms.send_messages
-            ),
-            "Embed Links": perms.embed_links,
-            "Attach Files": perms.attach_files,
-            "Read Message History": perms.read_message_history,
-        }
-        missing = [name for name, granted in needed.items() if not granted]
-        if missing:
-            raise Refusal(
-                "I can't post the progress and the video in this channel: I need the "
-                f"{', '.join(missing)} permission{'s' if len(missing) > 1 else ''} here."
-            )
-        return True
 
-    return app_commands.check(predicate)
+async def check_bot_can_post(interaction: discord.Interaction[Any]) -> bool:
+    """`bot_can_post` as a call, for another way to start a render (a button)."""
+    perms = interaction.app_permissions
+    in_thread = isinstance(interaction.channel, discord.Thread)
+    needed = {
+        "Send Messages in Threads" if in_thread else "Send Messages": (
+            perms.send_messages_in_threads if in_thread else perms.send_messages
+        ),
+        "Embed Links": perms.embed_links,
+        "Attach Files": perms.attach_files,
+        "Read Message History": perms.read_message_history,
+    }
+    missing = [name for name, granted in needed.items() if not granted]
+    if missing:
+        raise Refusal(
+            "I can't post the progress and the video in this channel: I need the "
+            f"{', '.join(missing)} permission{'s' if len(missing) > 1 else ''} here."
+        )
+    return True
 
 
 # ------------------------------------------------------------ rate limits
@@ -117,13 +120,14 @@ def bot_can_post() -> Callable[[T], T]:
 def render_rate_limit() -> Callable[[T], T]:
     """The rate windows, peeked before the paste form opens or a file is downloaded. Only a
     courtesy: the render's admission checks them again, atomically (`bot/admission.py`)."""
+    return app_commands.check(check_render_rate_limit)
 
-    async def predicate(interaction: discord.Interaction[Any]) -> bool:
-        admission = _bot(interaction).runner.admission
-        try:
-            await admission.peek(interaction.user.id, interaction.guild_id)
-        except RateLimited as exc:
-            raise Refusal(str(exc)) from None
-        return True
 
-    return app_commands.check(predicate)
+async def check_render_rate_limit(interaction: discord.Interaction[Any]) -> bool:
+    """`render_rate_limit` as a call, for another way to start a render (a button)."""
+    admission = _bot(interaction).runner.admission
+    try:
+        await admission.peek(interaction.user.id, interaction.guild_id)
+    except RateLimited as exc:
+        raise Refusal(str(exc)) from None
+    return True

@@ -24,7 +24,14 @@ from pipeline.fit import fit_to_limit
 from .answers import mention_only
 from .text import format_duration, format_size, plain
 
-__all__ = ["DeliveryOutcome", "VideoDelivery", "upload_limit_for"]
+__all__ = [
+    "REQUEST_TOO_LARGE",
+    "RETRY_SHRINK",
+    "DeliveryOutcome",
+    "VideoDelivery",
+    "upload_limit_for",
+    "video_filename",
+]
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +141,7 @@ class VideoDelivery:
             text += f" (Re-encoded to fit this server's {format_size(limit)} upload limit.)"
         return await self.channel.send(
             text,
-            file=discord.File(candidate, filename=_filename(self.title, self.job_id)),
+            file=discord.File(candidate, filename=video_filename(self.title, self.job_id)),
             allowed_mentions=mention_only(discord.Object(self.user_id)),
             # None (no progress message was ever posted) sends a plain message; discord.py
             # accepts it, its overloads just do not say so.
@@ -170,6 +177,7 @@ class VideoDelivery:
         return DeliveryOutcome(False, note)
 
 
-def _filename(title: str, job_id: int) -> str:
+def video_filename(title: str, job_id: int) -> str:
+    """The name a job's video is posted under: its title as a slug, and the job."""
     slug = re.sub(r"[^A-Za-z0-9]+", "-", title).strip("-").lower()[:60]
     return f"{slug or 'reelbot'}-{job_id}.mp4"

@@ -57,6 +57,8 @@ from pipeline.events import (
 )
 from pipeline.image_slot import ImageSlot, stop_grace
 from pipeline.images import make_images
+from pipeline.media import probe_duration
+from pipeline.own_media import OwnMedia
 from pipeline.plan import RenderPlan, ScenePlan, plan_render
 from pipeline.render import Renderer, RenderResult, images_to_make
 from pipeline.script import Script, parse_script
@@ -67,7 +69,7 @@ from .config import BotSettings
 from .errors import JobNotFound, JobTimedOut, ReviewRefused
 from .outputs import job_video, remove_outputs
 from .retention import ForgetHook, ForgottenJob, Retention
-from .store import Job, JobOptions, JobState, NewScene, SceneRecord, Store
+from .store import Job, JobOptions, JobState, NewScene, SceneRecord, Store, StoredMedia
 from .usage import Clock, ImageMeter
 
 __all__ = [
@@ -181,6 +183,8 @@ class JobRunner:
             log.info("job %d was interrupted; resuming it", job.id)
         for job in await self.store.jobs_in([JobState.QUEUED]):
             self.observer_for(job).queued(job)
+        for job in await self.store.jobs_in([JobState.QUEUED, JobState.REVIEW]):
+            await self.pin_media(job)  # a pin made before a crash holds; this adds to it
         self._dispatcher = asyncio.create_task(self._dispatch(), name="job-dispatcher")
         self._wake.set()
         # keep_days: now (a bot that was off for a while catches up), then every hour.
@@ -230,9 +234,20 @@ class JobRunner:
             images=self.paid_images(plan),
         )
         job = await self.store.job(job_id)
+        await self.pin_media(job)
         self.observer_for(job).queued(job)  # shown before the runner may take it
         self._wake.set()
         return job
+
+    async def pin_media(self, job: Job) -> None:
+        """Keep the job's own media (uploaded with it, or for one of its scenes) in the cache
+        while it is queued, running or in review: no eviction removes it (`_finish` unpins)."""
+        paths = [Path(m.path) for m in job.options.media.values()]
+        for record in await self.store.scenes(job.id):
+            if (own := record.own_media) is not None:
+                paths.append(Path(own.path))
+        if paths:
+            await asyncio.to_thread(self.cache.pin, _pin_owner(job.id), paths)
 
     def paid_images(self, plan: RenderPlan) -> int:
         """How many paid image requests rendering `plan` would make now (none with the
@@ -256,10 +271,50 @@ class JobRunner:
             await asyncio.wait([task])
         else:
             await self.store.set_state(job_id, JobState.CANCELLED, error="cancelled")
+            self.cache.unpin(_pin_owner(job_id))
             await self.admission.settle(job_id, admitted_by=self.clock())
             cancelled = await self.store.job(job_id)
             await _quietly(self.observer_for(cancelled).cancelled(cancelled, by))
         return await self.store.job(job_id)
+
+    async def retry(self, job_id: int) -> Job:
+        """Queue a failed job again (a Retry button); the caller shows that, then calls
+        `wake()`. Its next run finds the scenes already made in the cache and makes only the
+        rest. Raises ReelbotError if it is not failed, or an AdmissionRefused naming the limit
+        (`bot/admission.py`)."""
+        job = await self.store.job(job_id)
+        if job.state is not JobState.FAILED:
+            raise ReelbotError(f"job #{job_id} is {job.state.value}: only a failed job is retried")
+        images = self.paid_images(await self.plan_for(job))
+        if not await self.admission.admit_retry(job, images=images):
+            job = await self.store.job(job_id)
+            raise ReelbotError(f"job #{job_id} is {job.state.value} now: nothing to retry")
+        log.info("job %d: retrying (%d new image(s) to make)", job_id, images)
+        return await self.store.job(job_id)
+
+    async def finished_video(self, job: Job, work: Path) -> tuple[Path, float]:
+        """A finished job's video and its duration: the file kept in `outputs/` (one too big
+        to post), else made again in `work` from the cache: every scene's clip is there, so
+        this joins them by stream copy and mixes the sound as the render did, and pays for
+        nothing. Raises ReelbotError if its scenes are no longer all in the cache."""
+        kept = job_video(self.outputs, job.id)
+        if job.output and kept.is_file():
+            return kept, await probe_duration(kept)
+        records = await self.store.scenes(job.id)
+        plan = await self.plan_for(job, records)
+        if self.paid_images(plan):
+            raise ReelbotError(
+                f"the scenes of job #{job.id} are no longer kept (the cache removed them to stay "
+                "under its size cap): render the script again for a new video"
+            )
+        root = self.cache.root.resolve()
+        made = [Path(p).resolve() for r in records for p in (r.audio, r.image, r.clip) if p]
+        out = work / f"job-{job.id}.mp4"
+        renderer = self.renderer(lambda event: None, label=f"job {job.id} copy")
+        with self.cache.pinning() as pin:  # no eviction meanwhile (another job may end)
+            pin.add(*(p for p in made if p.is_file() and p.is_relative_to(root)))
+            result = await renderer.render(plan, out)
+        return result.output, result.duration
 
     async def queue(self) -> list[QueueEntry]:
         """Active jobs in the order they will finish, with an estimate for each."""
@@ -312,11 +367,14 @@ class JobRunner:
         new_seed: bool = False,
         prompt: str | None = None,
         negative: str | None = None,
+        media: StoredMedia | None = None,
     ) -> SceneRecord:
-        """Make the next version of a scene (a new seed, or a new prompt) and put the job back
-        in the queue; the caller shows that, then calls `wake()`. Raises ReviewRefused if the
-        scene is not at `version` any more or the job is being rendered right now, and
-        ImageBudgetSpent if the images it needs are over today's budget (`bot/admission.py`)."""
+        """Make the next version of a scene (a new seed, a new prompt, or `media`: a picture
+        uploaded for it, already in the cache) and put the job back in the queue; the caller
+        shows that, then calls `wake()`. A new seed or prompt makes a generated image again.
+        Raises ReviewRefused if the scene is not at `version` any more or the job is being
+        rendered right now, and ImageBudgetSpent if the images it needs are over today's
+        budget (`bot/admission.py`)."""
         job = await self.store.job(job_id)
         current = await self.store.scene(job_id, number)
         if current is None:
@@ -326,6 +384,7 @@ class JobRunner:
             seed=fresh_seed(current.seed) if new_seed else current.seed,
             image_prompt=current.image_prompt if prompt is None else prompt,
             negative_prompt=current.negative_prompt if negative is None else negative,
+            media=media.model_dump_json() if media is not None else None,
         )
         revised = await self.admission.admit_revision(
             job,
@@ -335,9 +394,11 @@ class JobRunner:
             image_prompt=changed.image_prompt,
             negative_prompt=changed.negative_prompt,
             images=await self._revision_images(job, changed),
+            media=media,
         )
         if revised is None:
             raise await self.review_refusal(job_id, number, version)
+        await self.pin_media(await self.store.job(job_id))
         log.info("job %d: scene %d is now version %d", job_id, number, revised.version)
         return revised
 
@@ -418,12 +479,15 @@ class JobRunner:
     ) -> RenderPlan:
         """The one way a job's plan is made: its script and options resolved against the
         settings, each scene's seed and prompts as `records` hold them (the store's scene rows,
-        review's changes included; None: as the script gives them, for a job not stored yet)."""
+        review's changes included; None: as the script gives them, for a job not stored yet).
+        A scene's own media is the file uploaded with the job under the name the script gives,
+        or the picture uploaded for the scene since (`SceneRecord.media`)."""
         aspect = Aspect.parse(options.aspect) if options.aspect else None
         music = Path(options.music) if options.music else None
+        script, media = _own_media(script, options, records or ())
         plan = plan_render(script, self.settings, aspect=aspect, voice=options.voice,
                            title=options.title, captions=options.captions,
-                           music=music)  # fmt: skip
+                           music=music, media=media)  # fmt: skip
         if records is None:
             return plan
         by_number = {s.number: s for s in records}
@@ -558,6 +622,8 @@ class JobRunner:
 
     async def _finish(self, job_id: int, state: JobState, **values: str | None) -> None:
         await self.store.must_finish(self.store.set_state(job_id, state, **values))
+        if not state.active:  # its own media may go once the cache needs the room
+            self.cache.unpin(_pin_owner(job_id))
 
     def _learn(self, scenes: int, seconds: float, result: RenderResult) -> None:
         made = sum(1 for e in result.events if isinstance(e, SceneEvent)
@@ -620,6 +686,31 @@ def _not_reviewing(job: Job) -> str:
     if job.state in (JobState.QUEUED, JobState.RUNNING):
         return f"Job #{job.id} is rendering right now; approve its scenes once they are ready."
     return f"Job #{job.id} is not waiting for review (it is {job.state})."
+
+
+def _pin_owner(job_id: int) -> str:
+    return f"job-{job_id}"
+
+
+def _own_media(
+    script: Script, options: JobOptions, records: Sequence[SceneRecord]
+) -> tuple[Script, dict[int, OwnMedia]]:
+    """The script with each scene's own media (the scenes given a picture in review name it),
+    and that media by scene number, for `plan_render`. A name nothing was uploaded for is left
+    out: `plan_render` refuses it, naming the scene."""
+    uploaded = {r.number: own for r in records if (own := r.own_media) is not None}
+    scenes = tuple(
+        scene.model_copy(update={"media": f"your picture for scene {scene.number}"})
+        if scene.number in uploaded else scene
+        for scene in script.scenes
+    )  # fmt: skip
+    media: dict[int, OwnMedia] = {}
+    for scene in scenes:
+        if scene.number in uploaded:
+            media[scene.number] = uploaded[scene.number].own(scene.media or "")
+        elif scene.media is not None and scene.media in options.media:
+            media[scene.number] = options.media[scene.media].own(scene.media)
+    return script.model_copy(update={"scenes": scenes}), media
 
 
 def _with_record(scene: ScenePlan, record: SceneRecord | None) -> ScenePlan:

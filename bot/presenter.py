@@ -183,7 +183,8 @@ class JobPresenter:
         # An edit notifies nobody: tell the requester, pointing at the details.
         title = plain(self.progress.title or job.title)
         await self._notify(
-            f"<@{job.user_id}> **{title}** failed: {reason[:1500]} (what to do is above)."
+            f"<@{job.user_id}> **{title}** failed: {reason[:1500]} (what to do, and a 🔁 Retry "
+            "button, are above)."
         )
 
     async def cancelled(self, job: Job, by: int | None) -> None:

@@ -23,6 +23,7 @@ import discord
 from pipeline.events import JobFailed, Stage, Status
 from pipeline.progress import SCENE_STAGES, RenderProgress
 
+from .job_words import asked_line, failure_hint
 from .store import Job, SceneRecord
 from .text import format_duration, truncate
 
@@ -126,6 +127,8 @@ class ProgressView:
     # The newest scene image: the URL of its attachment in the thread (nothing is uploaded
     # with an edit; Discord shows the picture already posted).
     thumbnail: str | None = None
+    # Who asked, when, with which settings (`bot/job_words.py`).
+    asked: str = ""
 
 
 def view_of(
@@ -176,6 +179,7 @@ def view_of(
         detail=detail,
         approved=sum(r.approved for r in records),
         thumbnail=thumbnail,
+        asked=asked_line(job),
     )
 
 
@@ -188,27 +192,6 @@ def _review_line(record: SceneRecord) -> SceneLine:
 
 def failure_from(event: JobFailed) -> FailureView:
     return FailureView(event.reason, event.scene, event.stage)
-
-
-def failure_hint(stage: Stage | None) -> str:
-    """What the user can do about a failure at `stage`."""
-    again = "Run /render again when it is fixed: the scenes already made are reused."
-    if stage is Stage.IMAGE:
-        return (
-            "The image service failed. If the message is about the API key or credit, the "
-            f"bot's operator has to fix that; if it is busy or timed out, try later. {again}"
-        )
-    if stage is Stage.AUDIO:
-        return (
-            "The narration failed: the speech server may be down, or the voice is unknown. "
-            f"Check the voice name, or ask the bot's operator to check the speech server. {again}"
-        )
-    if stage in (Stage.CLIP, Stage.JOIN):
-        return (
-            "ffmpeg failed while encoding the video; the bot's log has ffmpeg's own message. "
-            f"{again} If it keeps failing, tell the bot's operator."
-        )
-    return again
 
 
 # ------------------------------------------------------------ drawing
@@ -306,7 +289,7 @@ def _fits(lines: Sequence[str], budget: int) -> bool:
 def build_embed(view: ProgressView, now: float) -> discord.Embed:
     """The embed for `view` at wall-clock time `now` (the elapsed time is counted to it)."""
     embed = discord.Embed(title=truncate(f"🎬 {view.title}", 256), colour=COLOURS[view.phase])
-    head = [_headline(view), f"Requested by <@{view.user_id}>"]
+    head = [_headline(view), view.asked or f"Asked by <@{view.user_id}>"]
     if view.detail:
         head.append(truncate(view.detail, 300))
     if view.phase is Phase.REVIEW:  # waiting for people: no bar, no clock

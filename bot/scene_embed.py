@@ -9,7 +9,11 @@ from collections.abc import Sequence
 
 import discord
 
+from pipeline.errors import ScriptError
+from pipeline.script import parse_script
+
 from .store import Job, SceneRecord
+from .text import plain
 
 __all__ = ["STORYBOARD_FILE", "replaced", "scene_embed", "scene_filename", "storyboard_embed"]
 
@@ -31,6 +35,9 @@ def scene_embed(job: Job, record: SceneRecord, *, filename: str) -> discord.Embe
     embed.add_field(
         name="Negative prompt", value=(record.negative_prompt or "—")[:1000], inline=False
     )
+    own = _own_media(job, record)
+    if own is not None:
+        embed.add_field(name="Picture", value=own, inline=True)
     embed.add_field(name="Seed", value=str(record.seed), inline=True)
     embed.add_field(name="Version", value=str(record.version), inline=True)
     if job.options.review:
@@ -38,6 +45,21 @@ def scene_embed(job: Job, record: SceneRecord, *, filename: str) -> discord.Embe
         embed.add_field(name="Review", value=status, inline=True)
     embed.set_image(url=f"attachment://{filename}")
     return embed
+
+
+def _own_media(job: Job, record: SceneRecord) -> str | None:
+    """What a scene shows instead of a generated image, if anything: a picture uploaded with
+    Use my picture, or the media its script names (uploaded with the render)."""
+    if record.own_media is not None:
+        return "🖼️ Uploaded (Use my picture)"
+    if not job.options.media:
+        return None
+    try:
+        script = parse_script(job.script, filename=job.filename)
+    except ScriptError:  # it was read when the job was queued; never here
+        return None
+    name = next((s.media for s in script.scenes if s.number == record.number), None)
+    return f"🖼️ {plain(name, 100)} (uploaded with the render)" if name else None
 
 
 def replaced(

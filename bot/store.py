@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any, Self, TypeVar
 
 import aiosqlite
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.own_media import MediaKind, OwnMedia
 
 from .errors import JobNotFound, StoreUnreadable
 
@@ -33,7 +35,9 @@ __all__ = [
     "NewScene",
     "SceneRecord",
     "Store",
+    "StoredMedia",
     "count",
+    "requeue_failed_in",
     "states_sql",
 ]
 
@@ -71,6 +75,29 @@ REVISABLE = states_sql(JobState.QUEUED, JobState.REVIEW, JobState.DONE, JobState
 AGAIN = states_sql(JobState.REVIEW, JobState.DONE, JobState.FAILED)
 
 
+class StoredMedia(BaseModel):
+    """A scene's own picture or clip, checked once and kept in the artifact cache
+    (`pipeline/own_media.py`): what a later run needs to use it without checking it again."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    path: str  # <data_dir>/cache/media/<sha256[:2]>/<sha256>.<ext>
+    kind: MediaKind
+    width: int
+    height: int
+    seconds: float | None = None
+    sound: bool = False
+
+    @classmethod
+    def of(cls, media: OwnMedia) -> StoredMedia:
+        return cls(path=str(media.path), kind=media.kind, width=media.width,
+                   height=media.height, seconds=media.seconds, sound=media.sound)  # fmt: skip
+
+    def own(self, name: str) -> OwnMedia:
+        return OwnMedia(name, self.kind, Path(self.path), self.width, self.height, self.seconds,
+                        self.sound)  # fmt: skip
+
+
 class JobOptions(BaseModel):
     """What the requester chose with the command; kept as JSON with the job."""
 
@@ -85,6 +112,8 @@ class JobOptions(BaseModel):
     # A music file attached to the command, saved in the artifact cache as
     # `<data_dir>/cache/music/<sha256[:2]>/<sha256>.<ext>`.
     music: str | None = None
+    # The media uploaded with the render that its script names (`media: NAME`), by that name.
+    media: dict[str, StoredMedia] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -127,6 +156,13 @@ class SceneRecord:
     version: int
     posted_version: int | None = None  # the version its thread message shows
     delivered_version: int | None = None  # the version in the last delivered video
+    # "Use my picture": the picture uploaded for this scene (StoredMedia as JSON), used instead
+    # of what the script says; None: as the script says.
+    media: str | None = None
+
+    @property
+    def own_media(self) -> StoredMedia | None:
+        return StoredMedia.model_validate_json(self.media) if self.media else None
 
 
 @dataclass(frozen=True)
@@ -408,6 +444,7 @@ class Store:
         seed: int,
         image_prompt: str,
         negative_prompt: str,
+        media: StoredMedia | None = None,
     ) -> SceneRecord | None:
         """Make the next version of a scene (unapproved) and put its job back in the queue.
 
@@ -418,7 +455,8 @@ class Store:
         async with self._transaction() as db:
             return await revise_scene_in(db, job_id, number, version, seed=seed,
                                          image_prompt=image_prompt,
-                                         negative_prompt=negative_prompt)  # fmt: skip
+                                         negative_prompt=negative_prompt,
+                                         media=media)  # fmt: skip
 
     async def approve_scene(self, job_id: int, number: int, version: int) -> bool:
         """Approve `version` of a scene; False if it is not the scene's version any more, it
@@ -511,17 +549,19 @@ async def revise_scene_in(
     seed: int,
     image_prompt: str,
     negative_prompt: str,
+    media: StoredMedia | None = None,
 ) -> SceneRecord | None:
-    """`Store.revise_scene`'s two statements, inside the caller's transaction."""
+    """`Store.revise_scene`'s two statements, inside the caller's transaction. `media`: the
+    scene's own uploaded picture from now on (None: what the script says)."""
     async with db.execute(
-        "UPDATE scenes SET seed = ?, image_prompt = ?, negative_prompt = ?, approved = 0,"
-        " version = version + 1 WHERE job_id = ? AND number = ?"
+        "UPDATE scenes SET seed = ?, image_prompt = ?, negative_prompt = ?, media = ?,"
+        " approved = 0, version = version + 1 WHERE job_id = ? AND number = ?"
         " AND (version = ? OR (posted_version = ?"
         "      AND EXISTS (SELECT 1 FROM jobs WHERE id = ? AND state = ?)))"
         f" AND EXISTS (SELECT 1 FROM jobs WHERE id = ? AND state IN {REVISABLE})"
         f" RETURNING {', '.join(_SCENE_COLUMNS)}",
-        (seed, image_prompt, negative_prompt, job_id, number, version, version, job_id,
-         JobState.FAILED.value, job_id),
+        (seed, image_prompt, negative_prompt, media.model_dump_json() if media else None,
+         job_id, number, version, version, job_id, JobState.FAILED.value, job_id),
     ) as cursor:  # fmt: skip
         row = await cursor.fetchone()
     if row is None:
@@ -532,6 +572,16 @@ async def revise_scene_in(
         (JobState.QUEUED.value, job_id),
     )
     return _scene(row)
+
+
+async def requeue_failed_in(db: aiosqlite.Connection, job_id: int) -> bool:
+    """failed → queued (Retry), inside the caller's transaction; True if this call moved it."""
+    cursor = await db.execute(
+        "UPDATE jobs SET state = ?, started_at = NULL, finished_at = NULL, error = NULL"
+        " WHERE id = ? AND state = ?",
+        (JobState.QUEUED.value, job_id, JobState.FAILED.value),
+    )
+    return cursor.rowcount == 1
 
 
 async def count(db: aiosqlite.Connection, sql: str, params: Sequence[object] = ()) -> int:

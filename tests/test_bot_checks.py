@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_render_checks_run_allowlists_first_and_the_rate_limit_last() -> None:
     names = [check.__qualname__.split(".")[0] for check in RenderCog.render.checks]
-    assert names == ["render_allowed", "bot_can_post", "render_rate_limit"]
+    assert names == ["check_render_allowed", "check_bot_can_post", "check_render_rate_limit"]
 
 
 @pytest.mark.parametrize(

@@ -422,7 +422,7 @@ async def test_a_failure_shows_scene_stage_and_what_to_do(
     assert headline in _description(message)
     fields = {f["name"]: f["value"] for f in embed_of(message.revisions[-1])["fields"]}
     assert cause in fields["What went wrong"].lower()
-    assert hint in fields["What to do"] and "/render again" in fields["What to do"]
+    assert hint in fields["What to do"] and "Retry" in fields["What to do"]
     [told] = await world.fake.wait_for(lambda: replies_to(world.fake, GENERAL, message.id), 10)
     assert f"<@{member_id(user)}>" in told.content and "failed" in told.content
 

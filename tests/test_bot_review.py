@@ -245,7 +245,8 @@ async def test_review_waits_for_every_approval_then_posts_the_video(world: World
     await in_review(world, job)
     first, second = scene_message(world, job, 1), scene_message(world, job, 2)
     for message in (first, second):
-        assert [c.split(":")[1] for c in custom_ids(message)] == ["regen", "edit", "approve"]
+        actions = [c.split(":")[1] for c in custom_ids(message)]
+        assert actions == ["regen", "edit", "picture", "approve"]
         assert fields(message)["Review"] == "👀 Waiting for approval"
     assert not replies_to(fake, CHANNEL, job.progress.id)  # no video: nothing approved
     assert not (world.tmp / "data" / "outputs" / f"job-{job.id}.mp4").exists()  # nor joined
@@ -269,7 +270,8 @@ async def test_review_waits_for_every_approval_then_posts_the_video(world: World
     reply, _ = await video(world, job)
     assert f"<@{GUILD.member('alice').id}>" in reply.content and "is ready" in reply.content
     await fake.wait_for(lambda: "**Done**" in description(job.progress), 10)
-    assert custom_ids(job.progress) == []  # no Approve all once it is done
+    # No Approve all once it is done; Send to me instead (bot/cogs/job_buttons.py).
+    assert custom_ids(job.progress) == [f"reelbot:send:{job.id}"]
     assert fields(second)["Review"] == "✅ Approved"  # Approve all showed on the scene too
     # The scenes were made once: approving joined what the review round had made.
     assert len(images_for(world, "alice", "")) == 2
@@ -321,7 +323,8 @@ async def test_edit_prompt_after_delivery_posts_a_new_version(world: World) -> N
     await video(world, job)
     await finished(world, job, "carol")
     message = scene_message(world, job, 1)
-    assert [c.split(":")[1] for c in custom_ids(message)] == ["regen", "edit"]  # no Approve
+    actions = [c.split(":")[1] for c in custom_ids(message)]
+    assert actions == ["regen", "edit", "picture"]  # no Approve
     seed = fields(message)["Seed"]
     speech_before = len(world.speech.requests)
 
@@ -387,6 +390,12 @@ async def test_buttons_work_after_the_bot_restarts(world: World) -> None:
     first, second = scene_message(world, job, 1), scene_message(world, job, 2)
 
     await world.restart()
+
+    # Use my picture opens its form on a message from the last run.
+    opened = await click(world, first, button(first, "picture"), "dave")
+    assert (await opened.wait_response(timeout=3)).type == 9
+    assert opened.modal is not None
+    assert opened.modal["custom_id"] == f"reelbot:upload:{job.id}:1:1"
 
     # A reviewer (not the requester) regenerates scene 2 on a message from the last run.
     answer = await said(await click(world, second, button(second, "regen"), "rita"))

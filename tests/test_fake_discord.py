@@ -71,6 +71,29 @@ class FeedbackModal(discord.ui.Modal, title="Feedback"):
         interaction.client.errors.append(error)
 
 
+class UploadModal(discord.ui.Modal, title="Upload"):
+    def __init__(self, max_values: int) -> None:
+        super().__init__()
+        self.files: discord.ui.FileUpload[UploadModal] = discord.ui.FileUpload(
+            custom_id="upload:files", min_values=1, max_values=max_values
+        )
+        self.add_item(discord.ui.Label(text="Your files", component=self.files))
+
+    async def on_submit(self, interaction: discord.Interaction[EchoBot]) -> None:  # type: ignore[override]
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        for attachment in self.files.values:
+            interaction.client.uploads[attachment.filename] = await attachment.read()
+        await interaction.followup.send(f"got {len(self.files.values)}", ephemeral=True)
+
+    async def on_error(self, interaction: discord.Interaction[EchoBot], error: Exception) -> None:  # type: ignore[override]
+        interaction.client.errors.append(error)
+
+
+@app_commands.command(description="Upload files through a modal")
+async def upload(interaction: discord.Interaction[EchoBot], most: int = 2) -> None:
+    await interaction.response.send_modal(UploadModal(most))
+
+
 @app_commands.command(description="Echo an attachment back through a thread")
 async def echo(
     interaction: discord.Interaction[EchoBot], file: discord.Attachment, note: str = "echo"
@@ -112,6 +135,7 @@ class EchoBot(commands.Bot):
         self.guild_id = guild_id
         self.errors: list[BaseException] = []
         self.modal_submissions: list[str] = []
+        self.uploads: dict[str, bytes] = {}  # files sent through a modal's file upload
         self.completed: list[str] = []  # commands whose handler returned
         self.resumed = asyncio.Event()
         self.tree.error(self._on_tree_error)
@@ -120,6 +144,7 @@ class EchoBot(commands.Bot):
         self.tree.add_command(echo)
         self.tree.add_command(feedback)
         self.tree.add_command(vote)
+        self.tree.add_command(upload)
         guild = discord.Object(id=self.guild_id)
         self.tree.copy_global_to(guild=guild)
         await self.tree.sync(guild=guild)
@@ -195,7 +220,7 @@ async def test_login_ready_and_guild_command_sync(fake: FakeDiscord, bot: EchoBo
     assert connection["compress"] == discord.utils._ActiveDecompressionContext.COMPRESSION_TYPE
 
     synced = fake.commands[fake.guilds[0].id]
-    assert sorted(c["name"] for c in synced) == ["echo", "feedback", "vote"]
+    assert sorted(c["name"] for c in synced) == ["echo", "feedback", "upload", "vote"]
     echo_options = next(c for c in synced if c["name"] == "echo")["options"]
     assert [(o["name"], o["type"], o.get("required")) for o in echo_options] == [
         ("file", 11, True),
@@ -287,6 +312,44 @@ async def test_modal_submit_reaches_on_submit(fake: FakeDiscord, bot: EchoBot) -
     assert bot.modal_submissions == ["lovely reels"]
     assert (reply.type, reply.content) == (4, "thanks: lovely reels")
     assert submitted.original is not None and submitted.original.ephemeral
+
+
+async def test_a_file_upload_is_submitted_in_the_published_shape(
+    fake: FakeDiscord, bot: EchoBot
+) -> None:
+    opened = await fake.send_slash_command("upload")
+    assert (await opened.wait_response()).type == 9
+    assert opened.modal is not None
+    [label] = opened.modal["components"]
+    assert (label["type"], label["component"]["type"]) == (18, 19)  # a label holding it
+    files = [AttachmentSpec("a.png", b"\x89PNG one"), AttachmentSpec("b.png", b"\x89PNG two")]
+    # More files than it takes, or none for a required one: the client would not send it.
+    with pytest.raises(ValueError, match="takes 1 to 2 files, not 3"):
+        await fake.submit_modal(opened, {"upload:files": [*files, AttachmentSpec("c.png")]})
+    with pytest.raises(ValueError, match="is required"):
+        await fake.submit_modal(opened, {"upload:files": []})
+
+    submitted = await fake.submit_modal(opened, {"upload:files": files})
+    [reply] = await submitted.wait_followups(1)
+    assert reply.content == "got 2"
+    assert bot.uploads == {"a.png": b"\x89PNG one", "b.png": b"\x89PNG two"}
+    data = submitted.payload["data"]
+    [sent] = data["components"]
+    assert sent["type"] == 18 and sent["component"]["type"] == 19
+    assert sent["component"]["values"] == [str(f.id) for f in files]
+    assert set(data["resolved"]["attachments"]) == {str(f.id) for f in files}
+
+
+async def test_a_modal_over_the_published_limits_is_refused(
+    fake: FakeDiscord, bot: EchoBot
+) -> None:
+    opened = await fake.send_slash_command("upload", {"most": 11})  # at most 10 files
+    await fake.wait_for(lambda: bot.errors, what="the refusal")
+    assert not opened.acknowledged
+    [error] = bot.errors
+    original = getattr(error, "original", error)
+    assert isinstance(original, discord.HTTPException) and original.code == 50035
+    bot.errors.clear()
 
 
 async def test_button_click_updates_the_message(fake: FakeDiscord, bot: EchoBot) -> None:
@@ -436,3 +499,89 @@ async def test_embeds_over_the_published_limits_are_refused(
         assert (refused.value.status, refused.value.code) == (400, 50035)
         assert where[-1] in refused.value.text or where[-1] in str(refused.value)
     await channel.send(embed=discord.Embed(title="t" * 256, description="d" * 4096))
+
+
+async def test_direct_messages_and_a_user_who_refuses_them(fake: FakeDiscord, bot: EchoBot) -> None:
+    """Create DM (POST /users/@me/channels) gives the same channel each time; sending in it
+    is recorded; a user whose privacy settings refuse DMs makes the send fail with 50007."""
+    dm = await bot.create_dm(discord.Object(ALICE.id))
+    again = await bot.http.start_private_message(ALICE.id)
+    assert int(again["id"]) == dm.id and again["type"] == 1
+    assert [int(u["id"]) for u in again["recipients"]] == [ALICE.id]
+    await dm.send("your video", file=discord.File(io.BytesIO(VIDEO_BYTES), filename="v.mp4"))
+    [sent] = fake.dms_with(ALICE)
+    assert sent.content == "your video" and "guild_id" not in sent.data
+    assert [u.filename for u in fake.uploads if u.message_id == sent.id] == ["v.mp4"]
+
+    fake.refuse_dms(ALICE)
+    with pytest.raises(discord.Forbidden) as refused:
+        await dm.send("again")
+    assert refused.value.code == 50007 and refused.value.status == 403
+    assert len(fake.dms_with(ALICE)) == 1
+    with pytest.raises(discord.NotFound) as unknown:
+        await bot.http.start_private_message(424242)
+    assert unknown.value.code == 10013
+
+
+def _form(*components: dict[str, object]) -> dict[str, object]:
+    return {"custom_id": "f", "title": "Form", "components": list(components)}
+
+
+def _label(component: dict[str, object], text: str = "Field") -> dict[str, object]:
+    return {"type": 18, "label": text, "component": component}
+
+
+ONE_OPTION = [{"value": "a", "label": "A"}]
+RADIO = {"type": 21, "custom_id": "r", "options": [
+    {"value": "a", "label": "A"}, {"value": "b", "label": "B", "default": True}]}  # fmt: skip
+BOXES = {"type": 22, "custom_id": "c", "required": False, "min_values": 0, "max_values": None,
+         "options": [{"value": "x", "label": "X", "default": True},
+                     {"value": "y", "label": "Y"}]}  # fmt: skip
+UPLOAD = {"type": 19, "custom_id": "u", "required": False, "min_values": 0, "max_values": 2}
+TEXT = {"type": 4, "custom_id": "t", "style": 2, "required": False, "max_length": 10}
+
+
+@pytest.mark.parametrize(
+    ("modal", "field"),
+    [
+        (_form(*[_label({**TEXT, "custom_id": f"t{n}"}) for n in range(6)]), "data.components"),
+        (_form(_label(RADIO, "x" * 46)), "data.components.0.label"),
+        (_form(_label({**RADIO, "options": ONE_OPTION})), "data.components.0.component.options"),
+        (_form(_label({**UPLOAD, "max_values": 11})), "data.components.0.component.max_values"),
+        (_form(_label({**UPLOAD, "required": True})), "data.components.0.component.min_values"),
+        (_form(_label(TEXT), _label(TEXT)), "data.components.1.component.custom_id"),
+        (_form(UPLOAD), "data.components.0.type"),
+        ({**_form(_label(TEXT)), "title": "x" * 46}, "data.title"),
+    ],
+)
+def test_a_modal_discord_would_refuse_is_refused(modal: dict[str, object], field: str) -> None:
+    from tests.fakes.discord.messages import ApiError
+    from tests.fakes.discord.modals import validate_modal
+
+    validate_modal(_form(_label(RADIO), _label(BOXES), _label(UPLOAD), _label(TEXT)))  # fine
+    with pytest.raises(ApiError) as refused:
+        validate_modal(modal)
+    assert refused.value.code == 50035
+    errors = refused.value.errors
+    for part in field.split("."):
+        assert errors is not None and part in errors, (field, refused.value.errors)
+        errors = errors[part]
+
+
+def test_a_submit_carries_the_published_shapes_and_the_prefilled_defaults() -> None:
+    from tests.fakes.discord.modals import ModalAnswer
+
+    modal = _form(_label(UPLOAD), _label(TEXT), _label(RADIO), _label(BOXES))
+    files = [AttachmentSpec("a.md", b"# A"), AttachmentSpec("b.png", b"png")]
+    answer = ModalAnswer(modal, {"u": files, "t": "0123456789abc"}, lambda a: ("u", "p"))
+    data = answer.data()
+    upload, text, radio, boxes = (c["component"] for c in data["components"])
+    assert [c["type"] for c in data["components"]] == [18] * 4
+    assert upload == {"type": 19, "id": upload["id"], "custom_id": "u",
+                      "values": [str(f.id) for f in files]}  # fmt: skip
+    assert set(data["resolved"]["attachments"]) == {str(f.id) for f in files}
+    assert text["value"] == "0123456789"  # a client's box keeps max_length characters
+    assert radio["value"] == "b" and boxes["values"] == ["x"]  # as pre-filled
+    for wrong in ({"r": "z"}, {"c": ["z"]}, {"u": files * 2}):
+        with pytest.raises(ValueError):
+            ModalAnswer(modal, wrong, lambda a: ("u", "p")).data()

@@ -19,9 +19,10 @@ from ..app import ReelBot
 from ..checks import is_moderator, may_manage
 from ..errors import Refusal
 from ..job_option import job_choices
+from ..job_words import asked_line, next_step
 from ..jobs import QueueEntry
 from ..store import Job, JobState
-from ..text import format_duration, plain
+from ..text import format_duration, plain, truncate
 
 __all__ = ["QueueCog", "queue_embed", "setup", "status_embed"]
 
@@ -111,17 +112,20 @@ def queue_embed(entries: list[QueueEntry], guild_id: int | None) -> discord.Embe
 
 
 def status_embed(job: Job, entry: QueueEntry | None) -> discord.Embed:
+    """The job in its own words (`bot/job_words.py`): who asked, when, with which settings;
+    where it is; on failure what went wrong; and what to do next."""
     embed = discord.Embed(
-        title=f"Job #{job.id}: {plain(job.title)}", colour=discord.Colour.blurple()
+        title=f"Job #{job.id}: {plain(job.title)}",
+        description=asked_line(job),
+        colour=discord.Colour.blurple(),
     )
     embed.add_field(name="State", value=f"{STATE_SYMBOLS[job.state]} {job.state.value}")
-    embed.add_field(name="Requested by", value=f"<@{job.user_id}>")
     embed.add_field(name="Scenes", value=str(job.scene_count))
-    embed.add_field(name="Queued", value=f"<t:{int(job.created_at)}:R>")
     if entry is not None:
         embed.add_field(name="Place", value=_place(entry), inline=False)
     if job.error and job.state is JobState.FAILED:
-        embed.add_field(name="Error", value=job.error[:1000], inline=False)
+        embed.add_field(name="What went wrong", value=truncate(job.error, 1000), inline=False)
+    embed.add_field(name="What to do", value=next_step(job), inline=False)
     if job.progress_message_id is not None and job.guild_id is not None:
         url = (
             f"https://discord.com/channels/{job.guild_id}/{job.channel_id}/"

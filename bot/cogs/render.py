@@ -1,4 +1,5 @@
-"""`/render`: a script (attached file, or pasted in a modal) becomes a queued render job.
+"""`/render`: a script (an attached file, or the phone form: `bot/render_form.py`) becomes a
+queued render job.
 
 The interaction is answered at once (a modal, an ephemeral refusal, or an ephemeral
 "thinking" defer before anything slow); the script is validated before it is queued, and the
@@ -9,6 +10,9 @@ interaction response, whose token stops working after 15 minutes.
 downloaded only once the script is known to be good, saved under its content's hash (in the
 artifact cache as `music/<sha256>.<ext>`, never a name the user chose) and checked with
 ffprobe.
+
+`media1`..`media4` take the files a script names with `media: NAME` (`bot/uploaded_media.py`):
+only those uploads, never a path on the bot's host; checked before anything is queued.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, cast
 
@@ -23,7 +28,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from pipeline.aspect import Aspect
 from pipeline.cache import ArtifactCache
+from pipeline.captions import captions_wanted
 from pipeline.errors import ReelbotError, ScriptError
 from pipeline.soundtrack import MUSIC_SUFFIXES
 from pipeline.tts.base import VoiceInfo
@@ -33,52 +40,24 @@ from ..admission import JobRequest
 from ..answers import answer
 from ..app import ReelBot
 from ..checks import bot_can_post, render_allowed, render_rate_limit
+from ..render_form import SCRIPT_EXTENSIONS, FormAnswer, RenderForm
 from ..store import Job, JobOptions
 from ..text import format_duration, format_size, ordinal, plain
+from ..uploaded_media import receive_media
 from ..uploads import keep_music
 
-__all__ = ["RenderCog", "ScriptModal", "setup"]
+__all__ = ["RenderCog", "setup"]
 
-SCRIPT_EXTENSIONS = (".md", ".markdown", ".txt", ".json")
 MUSIC_EXTENSIONS = tuple(sorted(MUSIC_SUFFIXES))
 # Besides audio/*: what clients and Discord label some audio files with.
 OTHER_AUDIO_TYPES = frozenset(
     {"application/ogg", "video/ogg", "video/mp4", "application/octet-stream"}
 )
-MODAL_MAX_CHARS = 4000  # Discord's limit for one text input
 VOICE_MAX_CHARS = 60  # the longest `voice:` the command takes
 AUTOCOMPLETE_SECONDS = 2.0  # Discord waits 3 s for the choices
-PLACEHOLDER = "# My video\n## Scene 1\nimage: a lighthouse at dusk\nWhat the narrator says."
 
 Interaction = discord.Interaction[ReelBot]
 log = logging.getLogger(__name__)
-
-
-class ScriptModal(discord.ui.Modal, title="Paste your script"):
-    """The mobile path: /render without a file opens this."""
-
-    script: discord.ui.TextInput[ScriptModal] = discord.ui.TextInput(
-        label="Script (Markdown, JSON or plain text)",
-        style=discord.TextStyle.paragraph,
-        placeholder=PLACEHOLDER,
-        max_length=MODAL_MAX_CHARS,
-        custom_id="render:script",
-    )
-
-    def __init__(
-        self, cog: RenderCog, options: JobOptions, music: discord.Attachment | None = None
-    ) -> None:
-        super().__init__(timeout=15 * 60)
-        self.cog = cog
-        self.options = options
-        self.music = music  # checked already; downloaded once the script is good
-
-    async def on_submit(self, interaction: Interaction) -> None:  # type: ignore[override]
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        await self.cog.queue_render(interaction, self.script.value, "", self.options, self.music)
-
-    async def on_error(self, interaction: Interaction, error: Exception) -> None:  # type: ignore[override]
-        await interaction.client.report_error(interaction, error)
 
 
 class RenderCog(commands.Cog):
@@ -96,6 +75,10 @@ class RenderCog(commands.Cog):
         review="Approve each scene's image before the video is made",
         captions="Burn captions into the video (default: on for 9:16, else off)",
         music="Background music: an mp3, m4a, aac, ogg, opus, flac or wav file",
+        media1="A picture or clip the script names with `media: NAME` (its file name)",
+        media2="Another picture or clip the script names",
+        media3="Another picture or clip the script names",
+        media4="Another picture or clip the script names",
     )
     @app_commands.guild_only()
     @render_rate_limit()
@@ -111,7 +94,12 @@ class RenderCog(commands.Cog):
         review: bool = False,
         captions: bool | None = None,
         music: discord.Attachment | None = None,
+        media1: discord.Attachment | None = None,
+        media2: discord.Attachment | None = None,
+        media3: discord.Attachment | None = None,
+        media4: discord.Attachment | None = None,
     ) -> None:
+        media = [m for m in (media1, media2, media3, media4) if m is not None]
         options = JobOptions(
             aspect=aspect,
             voice=voice,
@@ -121,13 +109,59 @@ class RenderCog(commands.Cog):
         )
         if music is not None:
             self._check_music(music)  # refused at once, before anything is downloaded
-        if script is None:
-            await interaction.response.send_modal(ScriptModal(self, options, music))
+        if script is None:  # the phone form (bot/render_form.py)
+            await interaction.response.send_modal(self.form(options, music, media))
             return
         self._check_attachment(script)  # refused at once, before anything is downloaded
         await interaction.response.defer(ephemeral=True, thinking=True)
         text = _decode(await script.read())
-        await self.queue_render(interaction, text, script.filename, options, music)
+        await self.queue_render(interaction, text, script.filename, options, music, media)
+
+    def form(
+        self,
+        options: JobOptions,
+        music: discord.Attachment | None = None,
+        media: Sequence[discord.Attachment] = (),
+        *,
+        text: str = "",
+    ) -> RenderForm:
+        """The phone form for `options` (the command's, filled in); `text`: a script to start
+        from (a draft to edit, `bot/cogs/draft.py`)."""
+        video = self.bot.settings.video
+        captions = options.captions
+        if captions is None:  # what the server's default would give (the box shows it)
+            aspect = Aspect.parse(options.aspect) if options.aspect else video.aspect
+            captions = captions_wanted(self.bot.settings.captions, aspect)
+
+        async def submitted(interaction: Interaction, answer: FormAnswer) -> None:
+            await self.form_submitted(interaction, answer, music, media)
+
+        return RenderForm(options, default_aspect=video.aspect, captions=captions, text=text,
+                          on_submit=submitted,
+                          on_error=self.bot.report_error)  # fmt: skip
+
+    async def form_submitted(
+        self,
+        interaction: Interaction,
+        answer: FormAnswer,
+        music: discord.Attachment | None,
+        media: Sequence[discord.Attachment] = (),
+    ) -> None:
+        """The phone form was sent: an uploaded file wins over pasted text; the form's other
+        uploads join the command's `media1..4` as the render's own media."""
+        file = answer.script_file
+        if file is not None:
+            self._check_attachment(file)  # refused at once, before anything is downloaded
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        text = answer.text if file is None else _decode(await file.read())
+        filename = "" if file is None else file.filename
+        note = (
+            f"The uploaded {plain(file.filename, 60)} was used; the pasted text was not."
+            if file is not None and answer.text_ignored
+            else ""
+        )
+        await self.queue_render(interaction, text, filename, answer.options, music,
+                                [*media, *answer.media], note=note)  # fmt: skip
 
     @render.autocomplete("voice")
     async def voice_choices(
@@ -183,8 +217,12 @@ class RenderCog(commands.Cog):
         filename: str,
         options: JobOptions,
         music: discord.Attachment | None = None,
+        media: Sequence[discord.Attachment] = (),
+        *,
+        note: str = "",
     ) -> None:
-        """Validate and queue; the answer says where progress will appear."""
+        """Validate and queue; the answer says where progress will appear (after `note`).
+        `media`: the files the script's `media:` names refer to."""
         assert interaction.channel_id is not None  # guild_only: always in a channel
         request = JobRequest(
             guild_id=interaction.guild_id,
@@ -196,15 +234,20 @@ class RenderCog(commands.Cog):
         )
         # A bad script is refused before the music is fetched, and read only this once.
         script = self.bot.runner.check(request)
-        if music is not None:
-            saved = await self._save_music(music)
-            request = dataclasses.replace(
-                request, options=options.model_copy(update={"music": str(saved)})
-            )
-        # The one way in (bot/admission.py): a refusal naming the limit, or the job, shown
-        # queued. Music saved for a refused render is removed by the keep_days sweep.
-        job = await self.bot.runner.submit(request, script)
-        await answer(interaction, await self._queued_text(job))
+        # Pinned in the cache from its download until the job holds its own pin.
+        with self.bot.runner.cache.pinning() as pin:
+            received = await receive_media(script, media, self.bot.runner.cache,
+                                           self.bot.settings.limits, pin=pin)  # fmt: skip
+            options = received.options(options)
+            if music is not None:
+                saved = await self._save_music(music)
+                options = options.model_copy(update={"music": str(saved)})
+            request = dataclasses.replace(request, options=options)
+            # The one way in (bot/admission.py): a refusal naming the limit, or the job, shown
+            # queued. Music saved for a refused render is removed by the keep_days sweep.
+            job = await self.bot.runner.submit(request, script)
+        text = f"{note} {await self._queued_text(job)}{received.note}"
+        await answer(interaction, text.strip())
 
     async def _save_music(self, attachment: discord.Attachment) -> Path:
         """Download a checked music attachment and keep it by its content's hash; refuse it
@@ -226,8 +269,8 @@ class RenderCog(commands.Cog):
             when = f", {start}; done in about {format_duration(entry.estimate)}"
         text = (
             f"Queued as **job #{job.id}** ({job.scene_count} scene"
-            f"{'s' if job.scene_count != 1 else ''}{when}). Progress appears in this channel; "
-            f"`/cancel job:{job.id}` stops it."
+            f"{'s' if job.scene_count != 1 else ''}{when}). Progress appears in this channel, "
+            "with a 🛑 Cancel button."
         )
         if job.options.review:
             text += (

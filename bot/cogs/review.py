@@ -1,8 +1,15 @@
-"""Scene review: 🔁 Regenerate, ✏️ Edit prompt and ✅ Approve on each scene's message in the
-job's thread, and ✅ Approve all on the progress message of a job waiting for review.
+"""Scene review: 🔁 Regenerate, ✏️ Edit prompt, 🖼️ Use my picture and ✅ Approve on each scene's
+message in the job's thread, and ✅ Approve all on the progress message of a job waiting for
+review.
 
-    scene message (thread)    [🔁 Regenerate] [✏️ Edit prompt] [✅ Approve]   (Approve: review jobs)
-    progress message          [✅ Approve all]                               (while in review)
+    scene message (thread)    [🔁 Regenerate] [✏️ Edit prompt] [🖼️ Use my picture] [✅ Approve]
+                                                                   (Approve: review jobs only)
+    progress message          [✅ Approve all]                     (while in review)
+
+Use my picture opens a form with a file upload; the picture (or short clip) is checked and kept
+as a render's own media is (`bot/uploaded_media.py`) and becomes the scene's next version, as
+a regenerated image would: no image is generated for it. Regenerate or Edit prompt afterwards
+makes a generated image again.
 
 The feature owns its pieces: when the cog loads it registers its buttons (`DynamicItem`s) with
 the bot and hands the job's messages the functions that draw them (`bot/controls.py`); nothing
@@ -30,7 +37,7 @@ from typing import Any, Self, cast
 import discord
 from discord.ext import commands
 
-from pipeline.errors import ReelbotError
+from pipeline.errors import ReelbotError, ScriptError
 
 from ..answers import answer
 from ..app import ReelBot
@@ -38,16 +45,19 @@ from ..checks import may_review
 from ..errors import Refusal
 from ..jobs import Approval
 from ..progress_embed import Phase, ProgressView
-from ..store import Job, JobState, SceneRecord
+from ..store import Job, JobState, SceneRecord, StoredMedia
+from ..uploaded_media import receive_scene_media
 
 __all__ = [
     "ApproveAllButton",
     "ApproveButton",
     "EditPromptButton",
+    "PictureModal",
     "PromptModal",
     "RegenerateButton",
     "ReviewCog",
     "SceneKey",
+    "UsePictureButton",
     "setup",
 ]
 
@@ -157,6 +167,15 @@ class EditPromptButton(SceneButton, template=rf"reelbot:edit:{_SCENE}"):
         await review.edit_prompt(interaction, self.key, self.job, self.record)
 
 
+class UsePictureButton(SceneButton, template=rf"reelbot:picture:{_SCENE}"):
+    @classmethod
+    def for_key(cls, key: SceneKey) -> Self:
+        return cls(key, _button("Use my picture", "🖼️", key.custom_id("picture")))
+
+    async def act(self, review: ReviewCog, interaction: Interaction) -> None:
+        await review.use_picture(interaction, self.key, self.job, self.record)
+
+
 class ApproveButton(SceneButton, template=rf"reelbot:approve:{_SCENE}"):
     @classmethod
     def for_key(cls, key: SceneKey, *, approved: bool = False) -> Self:
@@ -188,6 +207,7 @@ class ApproveAllButton(ReviewButton, template=r"reelbot:approve-all:(?P<job>\d+)
 BUTTONS: tuple[type[ReviewButton], ...] = (
     RegenerateButton,
     EditPromptButton,
+    UsePictureButton,
     ApproveButton,
     ApproveAllButton,
 )
@@ -199,6 +219,7 @@ def scene_buttons(job: Job, record: SceneRecord) -> list[discord.ui.Item[Any]]:
     buttons: list[discord.ui.Item[Any]] = [
         RegenerateButton.for_key(key),
         EditPromptButton.for_key(key),
+        UsePictureButton.for_key(key),
     ]
     if job.options.review:
         buttons.append(ApproveButton.for_key(key, approved=record.approved))
@@ -244,6 +265,37 @@ class PromptModal(discord.ui.Modal):
         )
 
     # discord.py's own Modal.on_error drops BaseView's `item` argument; same here.
+    async def on_error(self, interaction: Interaction, error: Exception, /) -> None:  # type: ignore[override]
+        await interaction.client.report_error(interaction, error)
+
+
+class PictureModal(discord.ui.Modal):
+    """Use my picture: one file upload."""
+
+    def __init__(self, key: SceneKey) -> None:
+        super().__init__(
+            title=f"Scene {key.scene}: use my picture"[:45],
+            timeout=15 * 60,
+            custom_id=key.custom_id("upload"),
+        )
+        self.key = key
+        self.upload: discord.ui.FileUpload[PictureModal] = discord.ui.FileUpload(
+            custom_id="review:picture", required=True, min_values=1, max_values=1
+        )
+        self.add_item(
+            discord.ui.Label(
+                text="Your picture",
+                description="PNG, JPEG or WebP (or a short MP4, MOV or WebM clip)",
+                component=self.upload,
+            )
+        )
+
+    async def on_submit(self, interaction: Interaction) -> None:  # type: ignore[override]
+        uploads = self.upload.values
+        if len(uploads) != 1:
+            raise ReelbotError("Upload one picture to use for the scene.")
+        await _review(interaction).submit_picture(interaction, self.key, uploads[0])
+
     async def on_error(self, interaction: Interaction, error: Exception, /) -> None:  # type: ignore[override]
         await interaction.client.report_error(interaction, error)
 
@@ -343,6 +395,43 @@ class ReviewCog(commands.Cog, name="Review"):
             interaction,
             f"Re-rendering scene {key.scene} with the new prompt (version {revised.version}, "
             f"same seed {revised.seed}){_afterwards(job)}.",
+        )
+
+    async def use_picture(
+        self, interaction: Interaction, key: SceneKey, job: Job, record: SceneRecord
+    ) -> None:
+        shown = record.posted_version if job.state is JobState.FAILED else None
+        if key.version not in (record.version, shown):  # not the version it would replace
+            raise await self.bot.runner.review_refusal(key.job_id, key.scene, key.version)
+        await interaction.response.send_modal(PictureModal(key))
+
+    async def submit_picture(
+        self, interaction: Interaction, key: SceneKey, upload: discord.Attachment
+    ) -> None:
+        """The picture form was sent: checked again (the job may have moved on meanwhile),
+        the upload checked and kept (before anything is queued), then the scene's next
+        version."""
+        job = await self.reviewable(interaction, key.job_id)
+        await self.scene(job, key.scene)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        runner = self.bot.runner
+        with runner.cache.pinning() as pin:  # until the job pins it (revise_scene)
+            try:
+                own = await receive_scene_media(
+                    key.scene, upload, runner.cache, self.bot.settings.limits, pin=pin
+                )
+            except ScriptError as exc:  # in the form's words, not a script's
+                raise ReelbotError(f"Scene {key.scene}: {exc.problem}") from None
+            async with self._lock(key):
+                revised = await runner.revise_scene(
+                    key.job_id, key.scene, key.version, media=StoredMedia.of(own)
+                )
+        self._requeued(job, f"Using an uploaded {own.label[4:]} for scene {key.scene}",
+                       interaction)  # fmt: skip
+        await answer(
+            interaction,
+            f"Using your {own.label[4:]} for scene {key.scene} (version {revised.version}). It "
+            f"replaces this one in the thread when it is ready{_afterwards(job)}.",
         )
 
     async def approve(self, interaction: Interaction, key: SceneKey, job: Job) -> None:

@@ -1,4 +1,5 @@
-"""Builders for INTERACTION_CREATE payloads (slash commands, modal submits, components)."""
+"""Builders for INTERACTION_CREATE payloads (slash commands, components; modal submits are
+`modals.py`)."""
 
 from __future__ import annotations
 
@@ -30,10 +31,6 @@ OPTION_CHANNEL = 7
 OPTION_ROLE = 8
 OPTION_MENTIONABLE = 9
 OPTION_ATTACHMENT = 11
-
-COMPONENT_ACTION_ROW = 1
-COMPONENT_TEXT_INPUT = 4
-COMPONENT_LABEL = 18
 
 
 @dataclass
@@ -170,58 +167,6 @@ class OptionBuilder:
 
     def _resolve(self, bucket: str, key: int, payload: JSON) -> None:
         self.resolved.setdefault(bucket, {})[str(key)] = payload
-
-
-def modal_submit_components(modal: JSON | None, values: Mapping[str, str]) -> list[JSON]:
-    """Mirror the modal the bot sent (action rows or labels), filled with ``values``."""
-    if modal is None:
-        return [_row(custom_id, value) for custom_id, value in values.items()]
-    submitted: list[JSON] = []
-    for component in modal.get("components", []):
-        if component["type"] == COMPONENT_LABEL:
-            inner = component["component"]
-            submitted.append(
-                {"type": COMPONENT_LABEL, "component": _submitted_input(inner, values)}
-            )
-        elif component["type"] == COMPONENT_ACTION_ROW:
-            children = [_submitted_input(c, values) for c in component.get("components", [])]
-            submitted.append({"type": COMPONENT_ACTION_ROW, "components": children})
-    unknown = set(values) - _input_ids(modal)
-    if unknown:
-        raise ValueError(f"modal {modal.get('custom_id')!r} has no inputs {sorted(unknown)}")
-    return submitted
-
-
-def _submitted_input(component: JSON, values: Mapping[str, str]) -> JSON:
-    custom_id = component["custom_id"]
-    if component["type"] == COMPONENT_TEXT_INPUT:
-        return {
-            "type": COMPONENT_TEXT_INPUT,
-            "custom_id": custom_id,
-            "value": values.get(custom_id, ""),
-        }
-    return {
-        "type": component["type"],
-        "custom_id": custom_id,
-        "values": list(values.get(custom_id, [])),
-    }
-
-
-def _input_ids(modal: JSON) -> set[str]:
-    ids: set[str] = set()
-    for component in modal.get("components", []):
-        children = (
-            [component["component"]]
-            if "component" in component
-            else component.get("components", [])
-        )
-        ids.update(c["custom_id"] for c in children if "custom_id" in c)
-    return ids
-
-
-def _row(custom_id: str, value: str) -> JSON:
-    text_input = {"type": COMPONENT_TEXT_INPUT, "custom_id": custom_id, "value": value}
-    return {"type": COMPONENT_ACTION_ROW, "components": [text_input]}
 
 
 def _find_option(schema: list[JSON], name: str, types: tuple[int, ...] | None) -> JSON:

@@ -37,6 +37,7 @@ def iso_now() -> str:
 
 class ChannelType:
     TEXT = 0
+    DM = 1
     VOICE = 2
     CATEGORY = 4
     NEWS = 5

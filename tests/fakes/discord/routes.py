@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from tests.fakes.contracts import discord_limits
+
 from .gateway import INTENT_GUILDS
 from .messages import FLAG_HAS_THREAD, ApiError, Knobs, unknown_channel
 from .models import JSON, ChannelType, snowflake, thread_payload
@@ -33,6 +35,7 @@ NO_AUTH_KINDS = frozenset(
         "delete_webhook_message",
     }
 )
+DM_LIMITS = discord_limits()["dm"]
 CDN_PATH = "/attachments/{channel_id}/{attachment_id}/{filename}"
 
 
@@ -78,6 +81,7 @@ class Routes:
             ("POST", f"{msg}/threads", "start_thread_with_message", self.thread_from_message),
             ("POST", f"{chan}/threads", "start_thread", self.start_thread),
             ("GET", "/guilds/{guild_id}/members/{user_id}", "get_member", self.get_member),
+            ("POST", "/users/@me/channels", "create_dm", self.create_dm),
         ]  # fmt: skip
 
     def kinds(self) -> frozenset[str]:
@@ -202,6 +206,9 @@ class Routes:
 
     async def create_message(self, request: web.Request) -> web.Response:
         channel_id, _ = self._channel(request)
+        if self.state.dm_recipient(channel_id) in self.state.dms_refused:
+            refused = DM_LIMITS["cannot_message_user"]
+            raise ApiError(refused["status"], refused["message"], refused["code"])
         message = self.messages.create(channel_id, await read_body(request))
         await self.api.announce_message(message, "MESSAGE_CREATE")
         return json_response(message.data)
@@ -290,6 +297,42 @@ class Routes:
             "THREAD_CREATE", {**data, "newly_created": True}, intent=INTENT_GUILDS
         )
         return thread
+
+    # -- direct messages --------------------------------------------------------------
+
+    async def create_dm(self, request: web.Request) -> web.Response:
+        """Create DM (developers/resources/user.mdx): the DM channel with `recipient_id`,
+        the same one each time. Opening it always works; a user whose privacy settings refuse
+        the bot's DMs makes sending in it fail (50007), as on Discord."""
+        body = await request.json()
+        if set(body) != {"recipient_id"}:
+            raise ApiError(
+                400,
+                "Invalid Form Body",
+                50035,
+                {
+                    "recipient_id": {
+                        "_errors": [
+                            {"code": "BASE_TYPE_REQUIRED", "message": "This field is required"}
+                        ]
+                    }
+                },
+            )
+        user = self.state.user(int(body["recipient_id"]))
+        if user is None:
+            unknown = DM_LIMITS["unknown_user"]
+            raise ApiError(unknown["status"], unknown["message"], unknown["code"])
+        channel = self.state.dm_channels.get(user.id)
+        if channel is None:
+            channel = {
+                "id": str(snowflake()),
+                "type": ChannelType.DM,
+                "last_message_id": None,
+                "flags": 0,
+                "recipients": [user.payload()],
+            }
+            self.state.dm_channels[user.id] = channel
+        return json_response(channel)
 
     # -- guild members and CDN -----------------------------------------------------------
 

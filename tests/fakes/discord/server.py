@@ -35,9 +35,9 @@ from .interactions import (
     InteractionContext,
     OptionBuilder,
     base_interaction,
-    modal_submit_components,
 )
 from .messages import Knobs, MessageStore, RequestBody
+from .modals import ModalAnswer, rows_submit
 from .models import (
     JSON,
     AttachmentSpec,
@@ -212,6 +212,20 @@ class FakeDiscord(Service):
         """Crashes inside the fake (answered with 501); should stay empty."""
         return self.state.server_errors
 
+    def dms_with(self, user: UserSpec | MemberSpec) -> list[RecordedMessage]:
+        """What the bot sent `user` in direct messages, oldest first."""
+        user_id = user.id
+        channel = self.state.dm_channels.get(user_id)
+        return [] if channel is None else list(self.state.messages.get(int(channel["id"]), []))
+
+    def refuse_dms(self, user: UserSpec | MemberSpec, refused: bool = True) -> None:
+        """`user`'s privacy settings refuse the bot's direct messages: sending them one fails
+        with 403 / 50007 "Cannot send messages to this user" (opening the DM still works)."""
+        if refused:
+            self.state.dms_refused.add(user.id)
+        else:
+            self.state.dms_refused.discard(user.id)
+
     def message(self, message_id: int) -> RecordedMessage:
         return self.state.messages_by_id[message_id]
 
@@ -353,28 +367,39 @@ class FakeDiscord(Service):
     async def submit_modal(
         self,
         source: InjectedInteraction | None = None,
-        values: Mapping[str, str] | None = None,
+        values: Mapping[str, Any] | None = None,
         *,
         custom_id: str | None = None,
         **where: Any,
     ) -> InjectedInteraction:
         """Dispatch a modal submit (type 5) answering the modal ``source`` responded with.
 
-        ``values`` maps text input custom_ids to text. Without ``source`` pass the
-        modal's ``custom_id``; inputs are then sent as one action row each.
+        ``values`` maps input custom_ids to what the person gives: text for a text input, a
+        list of ``AttachmentSpec`` for a file upload, an option's value for a radio group, a
+        list of values for a checkbox group, a bool for a checkbox. Inputs left out are sent as
+        the modal pre-filled them (`modals.py`). Without ``source`` pass the modal's
+        ``custom_id``; text inputs are then sent as one action row each.
         """
         modal = source.modal if source is not None else None
         if source is not None and modal is None:
             raise ValueError(f"interaction {source.id} was not answered with a modal")
-        modal_id = custom_id or (modal or {}).get("custom_id")
-        if modal_id is None:
-            raise ValueError("need a source interaction answered with a modal, or custom_id")
         where = {**self._where.where_of(source), **where}
-        data: JSON = {
-            "custom_id": modal_id,
-            "components": modal_submit_components(modal, values or {}),
-        }
-        return await self._inject(INTERACTION_MODAL_SUBMIT, self._where.resolve(**where), data)
+        ctx = self._where.resolve(**where)
+        if modal is None:
+            if custom_id is None:
+                raise ValueError("need a source interaction answered with a modal, or custom_id")
+            data = rows_submit(custom_id, values or {})
+        else:
+            channel_id = int(ctx.channel["id"])
+            answer = ModalAnswer(
+                modal, values or {}, lambda a: self._messages.cdn_urls(channel_id, a.id, a.filename)
+            )
+            data = answer.data()
+            if custom_id is not None:
+                data["custom_id"] = custom_id
+            for attachment in answer.attachments:
+                self._serve_attachment(channel_id, attachment)
+        return await self._inject(INTERACTION_MODAL_SUBMIT, ctx, data)
 
     async def click_button(
         self, message: RecordedMessage, custom_id: str, **where: Any

@@ -216,6 +216,8 @@ class DiscordState:
         self.followups: list[RecordedMessage] = []
         self.commands: dict[int | None, list[JSON]] = {}
         self.command_syncs: list[int | None] = []
+        self.dm_channels: dict[int, JSON] = {}  # user id -> the DM channel opened with them
+        self.dms_refused: set[int] = set()  # users whose privacy settings refuse the bot's DMs
         self.cdn: dict[int, tuple[str, bytes, str]] = {}
         self.cdn_downloads: list[int] = []
         self.requests: list[RequestRecord] = []
@@ -271,7 +273,22 @@ class DiscordState:
             return self.guild(thread.guild_id)
         return next((g for g in self.guilds if any(c.id == channel_id for c in g.channels)), None)
 
+    def dm_recipient(self, channel_id: int) -> int | None:
+        """The user a DM channel is with; None if `channel_id` is no DM channel."""
+        return next((u for u, c in self.dm_channels.items() if int(c["id"]) == channel_id), None)
+
+    def user(self, user_id: int) -> UserSpec | None:
+        """A user any guild has as a member (Discord knows them; the fake knows no others)."""
+        for guild in self.guilds:
+            member = guild.get_member(user_id)
+            if member is not None:
+                return member.user
+        return None
+
     def channel_payload(self, channel_id: int) -> JSON | None:
+        recipient = self.dm_recipient(channel_id)
+        if recipient is not None:
+            return self.dm_channels[recipient]
         thread = self.threads.get(channel_id)
         if thread is not None:
             return thread.data

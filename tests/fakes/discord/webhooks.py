@@ -7,6 +7,7 @@ import time
 from aiohttp import web
 
 from .messages import ApiError, Knobs, RequestBody, unknown_message
+from .modals import validate_modal
 from .models import JSON
 from .rest import RestApi, json_response, no_content, path_int, read_body
 from .state import (
@@ -22,6 +23,7 @@ CALLBACK_DEFERRED_MESSAGE = 5
 CALLBACK_DEFERRED_UPDATE = 6
 CALLBACK_UPDATE_MESSAGE = 7
 CALLBACK_AUTOCOMPLETE_RESULT = 8
+CALLBACK_MODAL = 9
 INTERACTION_AUTOCOMPLETE = 4
 KNOWN_CALLBACK_TYPES = frozenset({1, 4, 5, 6, 7, 8, 9, 10, 12})
 
@@ -54,6 +56,8 @@ class InteractionRoutes:
             interaction.type == INTERACTION_AUTOCOMPLETE
         ) or not _valid_choices(callback_type, body.payload.get("data")):
             raise ApiError(400, "Invalid Form Body", 50035)
+        if callback_type == CALLBACK_MODAL:
+            validate_modal(dict(body.payload.get("data") or {}))
         message = await self._apply_callback(interaction, callback_type, body)
         uploads = message.revisions[-1].uploads if message is not None else []
         record = CallbackRecord(
