@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import heapq
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from .events import JobDone, JobFailed, ProgressEvent, SceneEvent, Stage, Status
+from .plan import RenderPlan
 
 __all__ = [
     "Estimator",
@@ -38,6 +39,7 @@ __all__ = [
     "Speed",
     "measure",
     "median_rates",
+    "shape_of",
 ]
 
 FINISHED = (Status.DONE, Status.CACHED)
@@ -270,3 +272,13 @@ def measure(events: Iterable[ProgressEvent], shape: Shape) -> dict[Speed, list[f
     if speech_start is not None and speech_end is not None and spoken:
         samples[Speed.SPEECH].append((speech_end - speech_start) / spoken)
     return {speed: values for speed, values in samples.items() if values}
+
+
+def shape_of(
+    plan: RenderPlan, to_make: Collection[int], *, join: bool = True, encoders: int = 1
+) -> Shape:
+    """A plan's shape: `to_make` are the scenes whose image must be made
+    (`pipeline.render.images_to_make`)."""
+    scenes = tuple(SceneShape(s.number, len(s.narration), s.number in to_make)
+                   for s in plan.scenes)  # fmt: skip
+    return Shape(scenes, join=join, encoders=encoders)
