@@ -14,7 +14,7 @@ The model is the render's own critical path (`pipeline/render.py`):
   measured image latency; the one in flight has what is left of it;
 - a scene's clip is encoded once its image and speech exist, `encoders` at a time, at the
   measured encode speed (seconds of encoding per second of clip);
-- then the join and the sound pass, at the measured speed per second of video.
+- then the join and the sound pass, as long as they measured.
 
 So while images are still ahead, the time left is at least the images not started × the image
 latency (plus what is left of the one being made).
@@ -52,7 +52,9 @@ class Speed(StrEnum):
     SPEECH = "speech"  # seconds of speech work per character, all scenes speaking at once
     VOICE = "voice"  # seconds of narration per character (how fast the voice speaks)
     ENCODE = "encode"  # seconds of encoding per second of clip
-    FINISH = "finish"  # seconds of join and sound pass per second of video
+    # Seconds the join and the sound pass take: a stream copy and an audio-only pass, whose
+    # time hardly grows with the video (ffmpeg's start-up is most of it).
+    FINISH = "finish"
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ class Rates:
     speech: float = 0.02
     voice: float = 0.065
     encode: float = 0.6
-    finish: float = 0.05
+    finish: float = 1.0
 
     def of(self, speed: Speed) -> float:
         return float(getattr(self, speed.value))
@@ -159,7 +161,7 @@ class Estimator:
         if self._ended or self._join in FINISHED:
             return t
         if self._join_started is not None:
-            return max(t, self._join_started + self._video_seconds() * rates.finish)
+            return max(t, self._join_started + rates.finish)
         scenes = [self._scenes[s.number] for s in self.shape.scenes]
         speech_ready = self._speech_ready(t, scenes)
         image_ready = self._image_ready(t, scenes)
@@ -187,7 +189,7 @@ class Estimator:
             clips_end = max(clips_end, end)
         if not self.shape.join:
             return clips_end
-        return clips_end + self._video_seconds() * rates.finish
+        return clips_end + rates.finish
 
     def _speech_ready(self, t: float, scenes: Sequence[_Scene]) -> dict[int, float]:
         """All scenes speak at once and finish together, at the measured rate."""
@@ -230,8 +232,6 @@ class Estimator:
             return scene.seconds[Stage.AUDIO]
         return scene.shape.chars * self.rates.voice
 
-    def _video_seconds(self) -> float:
-        return sum(self._clip_seconds(s) for s in self._scenes.values())
 
 
 def measure(events: Iterable[ProgressEvent], shape: Shape) -> dict[Speed, list[float]]:
@@ -267,8 +267,8 @@ def measure(events: Iterable[ProgressEvent], shape: Shape) -> dict[Speed, list[f
             speech_end = event.t
         elif event.stage is Stage.CLIP and event.seconds:
             samples[Speed.ENCODE].append(took / event.seconds)
-        elif event.stage is Stage.JOIN and event.seconds:
-            samples[Speed.FINISH].append(took / event.seconds)
+        elif event.stage is Stage.JOIN:
+            samples[Speed.FINISH].append(took)
     if speech_start is not None and speech_end is not None and spoken:
         samples[Speed.SPEECH].append((speech_end - speech_start) / spoken)
     return {speed: values for speed, values in samples.items() if values}

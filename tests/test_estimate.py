@@ -11,7 +11,7 @@ import pytest
 from pipeline.estimate import Estimator, Rates, SceneShape, Shape, Speed, measure, median_rates
 from pipeline.events import JobDone, JobStarted, ProgressEvent, SceneEvent, Stage, Status
 
-RATES = Rates(image=2.0, speech=0.001, voice=0.05, encode=0.5, finish=0.1)
+RATES = Rates(image=2.0, speech=0.001, voice=0.05, encode=0.5, finish=0.7)
 CHARS = (40, 60, 20, 80)
 
 
@@ -50,7 +50,7 @@ def ideal_events(rates: Rates, plan: Shape) -> list[ProgressEvent]:
         events.append(SceneEvent(encoder, n, Stage.CLIP, Status.DONE, seconds=audio))
     video = sum(s.chars for s in plan.scenes) * rates.voice
     events.append(SceneEvent(encoder, 0, Stage.JOIN, Status.STARTED))
-    end = encoder + video * rates.finish
+    end = encoder + rates.finish
     events.append(SceneEvent(end, 0, Stage.JOIN, Status.DONE, seconds=video))
     events.append(JobDone(end, Path("v.mp4"), video))
     return sorted(events, key=lambda e: e.t)
@@ -86,7 +86,7 @@ def test_while_images_are_ahead_the_time_left_is_at_least_their_latency() -> Non
 
 
 def test_more_encoders_finish_the_clips_sooner() -> None:
-    slow_encode = Rates(image=0.1, speech=0.001, voice=0.05, encode=4.0, finish=0.1)
+    slow_encode = Rates(image=0.1, speech=0.001, voice=0.05, encode=4.0, finish=1.0)
     one = Estimator(slow_encode, shape(encoders=1)).remaining(0.0)
     two = Estimator(slow_encode, shape(encoders=2)).remaining(0.0)
     assert two == pytest.approx(29.2) and one == pytest.approx(41.2)  # 40 s of encoding
@@ -96,8 +96,7 @@ def test_a_review_round_stops_at_the_clips() -> None:
     plan = shape()
     with_join = Estimator(RATES, plan).remaining(0.0)
     without = Estimator(RATES, shape(join=False)).remaining(0.0)
-    video = sum(CHARS) * RATES.voice
-    assert with_join - without == pytest.approx(video * RATES.finish)
+    assert with_join - without == pytest.approx(RATES.finish)
 
 
 def test_once_the_join_has_started_only_the_join_is_left() -> None:
@@ -107,8 +106,7 @@ def test_once_the_join_has_started_only_the_join_is_left() -> None:
     join = next(e for e in events if isinstance(e, SceneEvent) and e.stage is Stage.JOIN)
     for event in events[: events.index(join) + 1]:
         estimator.see(event)
-    video = sum(CHARS) * RATES.voice
-    assert estimator.remaining(join.t) == pytest.approx(video * RATES.finish)
+    assert estimator.remaining(join.t) == pytest.approx(RATES.finish)
     assert estimator.remaining(join.t + 100) == 0.0
 
 
