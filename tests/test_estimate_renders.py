@@ -182,7 +182,7 @@ async def test_a_queued_job_is_told_its_place_as_the_jobs_ahead_leave(runner: Jo
                 filename="s.md",
                 options=JobOptions(),
             )
-        )  # fmt: skip
+        )
         for n, text in enumerate(LEARNING)
     ]
     front = runner.front  # type: ignore[attr-defined]
