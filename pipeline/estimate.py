@@ -233,7 +233,6 @@ class Estimator:
         return scene.shape.chars * self.rates.voice
 
 
-
 def measure(events: Iterable[ProgressEvent], shape: Shape) -> dict[Speed, list[float]]:
     """The samples one finished (or failed) render gives: each image made, the speech of the
     scenes spoken now (one sample), each voice's pace, each clip encoded, the join."""
