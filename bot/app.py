@@ -37,6 +37,7 @@ EXTENSIONS = (
     "bot.cogs.pictures",
     "bot.cogs.usage",
     "bot.cogs.forget",
+    "bot.cogs.settings",
 )
 
 GENERIC_FAILURE = (

@@ -61,6 +61,7 @@ from .config import BotSettings
 from .errors import JobNotFound, JobTimedOut, ReviewRefused
 from .estimate import StageTimings
 from .outputs import job_video, remove_outputs
+from .presets import with_style
 from .retention import ForgetHook, ForgottenJob, Retention
 from .store import Job, JobOptions, JobState, NewScene, SceneRecord, Store
 from .usage import Clock, ImageMeter
@@ -482,6 +483,7 @@ class JobRunner:
         plan = plan_render(script, self.settings, aspect=aspect, voice=options.voice,
                            title=options.title, captions=options.captions,
                            music=music)  # fmt: skip
+        plan = with_style(plan, options.style, options.negative)
         if records is None:
             return plan
         by_number = {s.number: s for s in records}

@@ -79,12 +79,18 @@ class JobOptions(BaseModel):
     aspect: str | None = None
     voice: str | None = None
     title: str | None = None
-    review: bool = False
+    # Scene review; None only before the presets are applied (`bot/presets.py`), which
+    # leave it True or False.
+    review: bool | None = None
     # Burned-in captions: None follows `[captions] enabled`.
     captions: bool | None = None
     # A music file attached to the command, saved in the artifact cache as
     # `<data_dir>/cache/music/<sha256[:2]>/<sha256>.<ext>`.
     music: str | None = None
+    # From the presets (`/settings`): words added to every image prompt, and a negative
+    # prompt added to every scene's.
+    style: str | None = None
+    negative: str | None = None
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from ..admission import JobRequest
 from ..answers import answer
 from ..app import ReelBot
 from ..checks import bot_can_post, render_allowed, render_rate_limit
+from ..presets import Presets
 from ..store import Job, JobOptions
 from ..text import format_duration, format_size, ordinal, plain
 from ..uploads import keep_music
@@ -86,6 +87,8 @@ class RenderCog(commands.Cog):
         self.bot = bot
         # The voices `/render voice:` suggests: the speech provider's list, kept a while.
         self.voices = VoiceCatalogue(lambda: list_voices_of(bot.runner.tts))
+        cache = ArtifactCache(bot.settings.storage.data_dir / "cache")
+        self.presets = Presets(bot.store, cache)
 
     @app_commands.command(name="render", description="Turn a script into a narrated video")
     @app_commands.describe(
@@ -93,8 +96,8 @@ class RenderCog(commands.Cog):
         title="The video's title (default: the script's own)",
         aspect="Frame shape (default: the script's, else the server's)",
         voice="Narration voice for every scene (default: the script's); start typing to pick",
-        review="Approve each scene's image before the video is made",
-        captions="Burn captions into the video (default: on for 9:16, else off)",
+        review="Approve each scene's image before the video is made (default: your /settings)",
+        captions="Burn captions into the video (default: your /settings, else on for 9:16)",
         music="Background music: an mp3, m4a, aac, ogg, opus, flac or wav file",
     )
     @app_commands.guild_only()
@@ -108,7 +111,7 @@ class RenderCog(commands.Cog):
         title: app_commands.Range[str, 1, 100] | None = None,
         aspect: Literal["9:16", "16:9", "1:1"] | None = None,
         voice: app_commands.Range[str, 1, VOICE_MAX_CHARS] | None = None,
-        review: bool = False,
+        review: bool | None = None,
         captions: bool | None = None,
         music: discord.Attachment | None = None,
     ) -> None:
@@ -196,6 +199,11 @@ class RenderCog(commands.Cog):
         )
         # A bad script is refused before the music is fetched, and read only this once.
         script = self.bot.runner.check(request)
+        # What was not chosen here comes from the presets (/settings): the person's, then
+        # the server's.
+        options = await self.presets.resolve(options, guild_id=request.guild_id,
+                                             user_id=request.user_id, script=script)  # fmt: skip
+        request = dataclasses.replace(request, options=options)
         if music is not None:
             saved = await self._save_music(music)
             request = dataclasses.replace(
