@@ -220,7 +220,7 @@ async def test_settings_reach_the_render_with_their_precedence(world: World) -> 
     assert "**Image style**: “watercolour, soft light” — from this server's settings" in shown
     assert "**Negative prompt**: “text, watermark” — from this server's settings" in shown
     assert "**Captions**: off — from this server's settings" in shown
-    assert "**Review first**: not set" in shown
+    assert "**Review first**: not set (off)" in shown
     shown = await settings(world, "show", "bob")  # no settings of his own
     assert "**Voice**: `bm_george` — from this server's settings" in shown
 

@@ -49,6 +49,15 @@ NAMES = {
     Setting.NEGATIVE: "Negative prompt",
     Setting.MUSIC: "Music",
 }
+UNSET = {  # what a render uses when no level sets it
+    Setting.VOICE: "the script's, else the bot's default",
+    Setting.ASPECT: "the script's, else the bot's default",
+    Setting.CAPTIONS: "the bot's default",
+    Setting.REVIEW: "off",
+    Setting.STYLE: "the prompts as written",
+    Setting.NEGATIVE: "the script's and the bot's only",
+    Setting.MUSIC: "the bot's default, if any",
+}
 DESCRIBE = {
     "voice": "Narration voice; start typing to pick",
     "aspect": "Frame shape",
@@ -244,7 +253,7 @@ def settings_embed(applied: dict[Setting, Applied], *, title: str = "") -> disco
     for name in Setting:
         found = applied.get(name)
         if found is None:
-            lines.append(f"**{NAMES[name]}**: not set (the script's, else the bot's default)")
+            lines.append(f"**{NAMES[name]}**: not set ({UNSET[name]})")
         else:
             lines.append(f"**{NAMES[name]}**: {_said(name, found.value)} — from {found.source}")
     lines.append("")
