@@ -39,6 +39,7 @@ EXTENSIONS = (
     "bot.cogs.usage",
     "bot.cogs.forget",
     "bot.cogs.draft",
+    "bot.cogs.settings",
 )
 
 GENERIC_FAILURE = (

@@ -48,6 +48,8 @@ class QueueConfig(ConfigSection):
     # Seconds one run of a job may take (render and delivery); a run past it is stopped and
     # fails saying so. Waiting for review is not running.
     job_timeout: float = Field(2 * 3600.0, gt=0)
+    # Time estimates use the median of each stage's latest this-many measured samples.
+    timing_samples: int = Field(20, ge=1, le=1000)
 
 
 class RateLimitConfig(ConfigSection):

@@ -47,14 +47,8 @@ import httpx
 from pipeline.aspect import Aspect
 from pipeline.cache import ArtifactCache
 from pipeline.errors import ReelbotError, SceneFailed
-from pipeline.events import (
-    JobFailed,
-    JobStarted,
-    ProgressEvent,
-    SceneEvent,
-    Status,
-    event_to_dict,
-)
+from pipeline.estimate import Estimator, Shape, measure, shape_of
+from pipeline.events import JobFailed, JobStarted, ProgressEvent, SceneEvent, Status, event_to_dict
 from pipeline.image_slot import ImageSlot, stop_grace
 from pipeline.images import make_images
 from pipeline.media import probe_duration
@@ -67,7 +61,9 @@ from pipeline.tts import close_tts, make_tts
 from .admission import Admission, JobRequest
 from .config import BotSettings
 from .errors import JobNotFound, JobTimedOut, ReviewRefused
+from .estimate import StageTimings
 from .outputs import job_video, remove_outputs
+from .presets import with_style
 from .retention import ForgetHook, ForgottenJob, Retention
 from .store import Job, JobOptions, JobState, NewScene, SceneRecord, Store, StoredMedia
 from .usage import Clock, ImageMeter
@@ -78,12 +74,11 @@ __all__ = [
     "JobRunner",
     "QueueEntry",
     "ReviewObserver",
+    "TimedObserver",
     "fresh_seed",
 ]
 
 log = logging.getLogger(__name__)
-# Seconds a scene takes, assumed until this process has timed a real one.
-DEFAULT_SECONDS_PER_SCENE = 8.0
 
 
 @dataclass(frozen=True)
@@ -98,6 +93,7 @@ class QueueEntry:
     job: Job
     position: int  # 0 = running, 1 = next, ...
     estimate: float  # seconds until it is finished
+    starts_in: float = 0.0  # seconds until it starts (0: running)
 
 
 class JobObserver(Protocol):
@@ -130,6 +126,20 @@ class ReviewObserver(JobObserver, Protocol):
 
     async def reviewing(self, job: Job) -> None:
         """A review round is over: every scene exists and the job waits for approvals."""
+        ...
+
+
+@runtime_checkable
+class TimedObserver(JobObserver, Protocol):
+    """A front end that shows times: the place of a queued job, the time a running one has
+    left (`pipeline/estimate.py`, from this bot's measured stage speeds)."""
+
+    def place(self, entry: QueueEntry) -> None:
+        """The job's place in the queue changed (or is told for the first time)."""
+        ...
+
+    def estimate(self, remaining: float) -> None:
+        """Seconds the run has left, as of the event that follows (which draws it)."""
         ...
 
 
@@ -171,7 +181,12 @@ class JobRunner:
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
         self._closing = False
-        self._seconds_per_scene = DEFAULT_SECONDS_PER_SCENE
+        # Time estimates: the measured stage speeds, each running job's estimator (and when
+        # its render started), each queued job's shape, and the places last told.
+        self.timings = StageTimings(store, samples=settings.queue.timing_samples)
+        self._estimators: dict[int, tuple[Estimator, float]] = {}
+        self._shapes: dict[int, Shape] = {}
+        self._places: dict[int, int] = {}
 
     # ------------------------------------------------------------ life cycle
 
@@ -275,6 +290,7 @@ class JobRunner:
             await self.admission.settle(job_id, admitted_by=self.clock())
             cancelled = await self.store.job(job_id)
             await _quietly(self.observer_for(cancelled).cancelled(cancelled, by))
+            self._wake.set()  # the jobs behind it move up
         return await self.store.job(job_id)
 
     async def retry(self, job_id: int) -> Job:
@@ -317,27 +333,66 @@ class JobRunner:
         return result.output, result.duration
 
     async def queue(self) -> list[QueueEntry]:
-        """Active jobs in the order they will finish, with an estimate for each."""
+        """Active jobs in the order they will finish, with an estimate for each: a running
+        job's time left, then each queued job's length from its plan and the measured stage
+        speeds, on the render slots in queue order."""
         jobs = await self.store.jobs_in([JobState.RUNNING, JobState.QUEUED])
-        jobs.sort(key=lambda j: (j.state is not JobState.RUNNING, j.id))
+        # A job just taken (its task made, its state not yet written) is running too.
+        running = {j.id for j in jobs if j.state is JobState.RUNNING} | set(self._running)
+        jobs.sort(key=lambda j: (j.id not in running, j.id))
         slots = self.settings.queue.max_concurrent_renders
         entries: list[QueueEntry] = []
         finish_times = [0.0] * slots
         waiting = 0
-        now = time.time()
         for job in jobs:
-            length = job.scene_count * self._seconds_per_scene
             slot = finish_times.index(min(finish_times))
-            if job.state is JobState.RUNNING:
-                remaining = max(5.0, length - (now - (job.started_at or now)))
+            starts = finish_times[slot]
+            if job.id in running:
                 position = 0
             else:
-                remaining = length
                 waiting += 1
                 position = waiting
-            finish_times[slot] += remaining
-            entries.append(QueueEntry(job, position, finish_times[slot]))
+            finish_times[slot] += await self._time_left(job)
+            entries.append(QueueEntry(job, position, finish_times[slot], starts))
         return entries
+
+    async def _time_left(self, job: Job) -> float:
+        live = self._estimators.get(job.id)
+        if live is not None:
+            estimator, started = live
+            return estimator.remaining(time.monotonic() - started)
+        rates = await self.timings.rates()
+        shape = self._shapes.get(job.id)
+        if shape is None:
+            try:
+                shape = self._shape(await self.plan_for(job))
+            except ReelbotError:  # it will fail at once, saying why
+                return 0.0
+            self._shapes[job.id] = shape
+        return Estimator(rates, shape).remaining(0.0)
+
+    def _shape(self, plan: RenderPlan, *, join: bool = True) -> Shape:
+        provider = self.settings.image_provider
+        to_make = images_to_make(plan, self.cache, provider) if provider != "card" else []
+        encoders = self.settings.video.encoder_slots
+        return shape_of(plan, to_make, join=join, encoders=encoders)
+
+    async def _tell_places(self) -> None:
+        """Tell each queued job its place when it changed (a job ahead started, finished or
+        was cancelled), or for the first time."""
+        entries = await self.queue()
+        waiting = {e.job.id for e in entries if e.position > 0}
+        for job_id in set(self._places) - waiting:
+            del self._places[job_id]
+        for job_id in set(self._shapes) - waiting:
+            del self._shapes[job_id]
+        for entry in entries:
+            if entry.position == 0 or self._places.get(entry.job.id) == entry.position:
+                continue
+            self._places[entry.job.id] = entry.position
+            observer = self.observer_for(entry.job)
+            if isinstance(observer, TimedObserver):
+                observer.place(entry)
 
     async def forget(self, job_id: int, *, by: int) -> ForgottenJob:
         """/forget: stop the job if it is active, then remove what is kept of it."""
@@ -473,6 +528,10 @@ class JobRunner:
                     continue
                 task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
                 self._running[job.id] = task
+            try:
+                await self._tell_places()
+            except Exception:  # a place not told must not stop the queue
+                log.exception("could not tell the queued jobs their places")
 
     def plan(
         self, script: Script, options: JobOptions, records: Sequence[SceneRecord] | None = None
@@ -488,6 +547,7 @@ class JobRunner:
         plan = plan_render(script, self.settings, aspect=aspect, voice=options.voice,
                            title=options.title, captions=options.captions,
                            music=music, media=media)  # fmt: skip
+        plan = with_style(plan, options.style, options.negative)
         if records is None:
             return plan
         by_number = {s.number: s for s in records}
@@ -569,22 +629,32 @@ class JobRunner:
     ) -> None:
         """Render the job's scenes (a review round: without the join) and deliver its video."""
 
-        def on_event(event: ProgressEvent) -> None:
-            recorder.see(event)
-            meter.see(event)
-            observer.event(event)
-
         # No scene changes while the job is running (the store refuses), so this is the plan
         # the whole run renders, and what the observer read when it started.
         records = await self.store.scenes(job.id)
         plan = await self.plan_for(job, records)
         review_round = job.options.review and not all(r.approved for r in records)
+        shape = self._shape(plan, join=not review_round)
+        estimator = Estimator(await self.timings.rates(), shape)
+        timed = observer if isinstance(observer, TimedObserver) else None
+
+        def on_event(event: ProgressEvent) -> None:
+            recorder.see(event)
+            meter.see(event)
+            estimator.see(event)
+            if timed is not None:
+                timed.estimate(estimator.remaining(event.t))
+            observer.event(event)
+
         out = job_video(self.outputs, job.id)
-        started = time.monotonic()
         renderer = self.renderer(on_event, label=f"job {job.id}")
-        result = await renderer.render(plan, out, join=not review_round)
+        self._estimators[job.id] = (estimator, time.monotonic())
+        try:
+            result = await renderer.render(plan, out, join=not review_round)
+        finally:
+            self._estimators.pop(job.id, None)
         await recorder.flush()
-        self._learn(len(plan.scenes), time.monotonic() - started, result)
+        await self.timings.record(measure(result.events, shape))
         await self.store.save_events(job.id, _events_json(result.events))
         if review_round:
             state = await self.store.must_finish(self.store.end_review_round(job.id))
@@ -624,12 +694,6 @@ class JobRunner:
         await self.store.must_finish(self.store.set_state(job_id, state, **values))
         if not state.active:  # its own media may go once the cache needs the room
             self.cache.unpin(_pin_owner(job_id))
-
-    def _learn(self, scenes: int, seconds: float, result: RenderResult) -> None:
-        made = sum(1 for e in result.events if isinstance(e, SceneEvent)
-                   and e.status is Status.STARTED)  # fmt: skip
-        if scenes and made:  # a render that reused everything says nothing about speed
-            self._seconds_per_scene = 0.7 * self._seconds_per_scene + 0.3 * seconds / scenes
 
 
 class _ArtifactRecorder:

@@ -34,6 +34,7 @@ from .config import BotSettings
 from .controls import Controls
 from .delivery import VideoDelivery, upload_limit_for
 from .forgotten import forgotten_embed, forgotten_note
+from .jobs import QueueEntry
 from .progress_embed import FailureView, Phase, ProgressView, view_of
 from .progress_message import ProgressMessage
 from .retention import ForgottenJob, PostedMessage
@@ -83,12 +84,24 @@ class JobPresenter:
         self._on_closed = on_closed
         self._closed = False
         self._rendering = False  # between started() and the run's outcome
+        self.remaining: float | None = None  # the runner's estimate of this run's time left
+        self.queue_place: tuple[int, float, float] | None = None  # queued: place, starts, done
 
     # ------------------------------------------------------------ JobObserver
 
     def queued(self, job: Job) -> None:
         """Draw the "queued" state (just submitted, or still waiting after a restart)."""
         self._show()
+
+    def place(self, entry: QueueEntry) -> None:
+        """Its place in the queue changed: say so (while it is still queued)."""
+        self.queue_place = (entry.position, entry.starts_in, entry.estimate)
+        if self.phase is Phase.QUEUED:
+            self._show()
+
+    def estimate(self, remaining: float) -> None:
+        """The runner's estimate of the time left; the event that follows draws it."""
+        self.remaining = remaining
 
     async def started(self, job: Job) -> None:
         self.job = job
@@ -99,6 +112,7 @@ class JobPresenter:
         self.progress = RenderProgress()
         self.failure, self.note = None, ""
         self.events, self._storyboard_offered = [], False
+        self.remaining, self.queue_place = None, None
         self._show()
         self.thread.plan(job, await self.store.scenes(job.id))
 
@@ -248,6 +262,8 @@ class JobPresenter:
             detail=self.detail,
             records=self.records,
             thumbnail=self.thread.thumbnail,
+            remaining=self.remaining,
+            place=self.queue_place,
         )
 
     def _show(self) -> None:

@@ -25,7 +25,7 @@ from pipeline.progress import SCENE_STAGES, RenderProgress
 
 from .job_words import asked_line, failure_hint
 from .store import Job, SceneRecord
-from .text import format_duration, truncate
+from .text import format_duration, ordinal, truncate
 
 __all__ = [
     "SYMBOLS",
@@ -117,7 +117,7 @@ class ProgressView:
     fraction: float = 0.0
     started_at: float | None = None  # wall clock
     ended_at: float | None = None
-    remaining: float | None = None
+    remaining: float | None = None  # seconds left, as of the latest event
     failure: FailureView | None = None
     note: str = ""
     resumed: bool = False
@@ -129,6 +129,11 @@ class ProgressView:
     thumbnail: str | None = None
     # Who asked, when, with which settings (`bot/job_words.py`).
     asked: str = ""
+    # While queued: its place (1 = next) and when it should start and be done (seconds from
+    # when the place was told), from `bot/jobs.py`'s queue.
+    place: int | None = None
+    starts_in: float | None = None
+    done_in: float | None = None
 
 
 def view_of(
@@ -145,9 +150,13 @@ def view_of(
     detail: str = "",
     records: Sequence[SceneRecord] = (),
     thumbnail: str | None = None,
+    remaining: float | None = None,
+    place: tuple[int, float, float] | None = None,
 ) -> ProgressView:
     """Freeze a RenderProgress (plus what the front end knows) into a ProgressView. In
-    review, the scenes come from their `records` (the store), not from the render."""
+    review, the scenes come from their `records` (the store), not from the render.
+    `remaining`: the runner's estimate (`pipeline/estimate.py`); without one, the old
+    extrapolation from the share done. `place`: a queued job's place, start and end."""
     if phase is Phase.REVIEW and records:
         scenes = tuple(_review_line(r) for r in records)
     elif progress.scenes:
@@ -171,7 +180,7 @@ def view_of(
         fraction=progress.fraction if progress.scenes else 0.0,
         started_at=started_at,
         ended_at=ended_at,
-        remaining=progress.estimate_remaining(),
+        remaining=progress.estimate_remaining() if remaining is None else remaining,
         failure=failure,
         note=note,
         resumed=resumed,
@@ -180,6 +189,9 @@ def view_of(
         approved=sum(r.approved for r in records),
         thumbnail=thumbnail,
         asked=asked_line(job),
+        place=place[0] if place is not None else None,
+        starts_in=place[1] if place is not None else None,
+        done_in=place[2] if place is not None else None,
     )
 
 
@@ -205,9 +217,14 @@ def _bar(fraction: float) -> str:
 def _headline(view: ProgressView) -> str:
     phase = view.phase
     if phase is Phase.QUEUED:
-        return "⏳ **Queued** — waiting for a render slot"
+        if view.place is None:
+            return "⏳ **Queued** — waiting for a render slot"
+        line = "next in line" if view.place == 1 else f"{ordinal(view.place)} in line"
+        return f"⏳ **Queued** — {line}"
     if phase is Phase.RUNNING:
-        if view.join in (Status.STARTED, Status.WAITING):
+        # Once the join has begun the headline stays there (it only moves forward): its
+        # "done" comes just before the upload.
+        if view.join is not None:
             return "🔄 **Joining the clips**"
         resumed = " (resumed after a restart)" if view.resumed else ""
         return f"🔄 **Rendering**{resumed}"
@@ -233,12 +250,18 @@ def _headline(view: ProgressView) -> str:
 
 
 def _timing(view: ProgressView, now: float) -> str:
+    if view.phase is Phase.QUEUED and view.starts_in is not None and view.done_in is not None:
+        return (
+            f"⏱ starts in about {format_duration(max(1.0, view.starts_in))}"
+            f" · done in about {format_duration(max(1.0, view.done_in))}"
+        )
     if view.started_at is None:
         return ""
     end = view.ended_at if view.ended_at is not None else now
     text = f"⏱ {format_duration(end - view.started_at)} elapsed"
     if view.phase is Phase.RUNNING and view.remaining is not None:
-        text += f" · about {format_duration(view.remaining)} left"
+        left = view.remaining
+        text += " · almost done" if left < 1.5 else f" · about {format_duration(left)} left"
     return text
 
 

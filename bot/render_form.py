@@ -128,7 +128,7 @@ class RenderForm(discord.ui.Modal):
                     description="The narration's words, burned into the video",
                 ),
                 discord.CheckboxGroupOption(
-                    label="Review the images first", value="review", default=options.review,
+                    label="Review the images first", value="review", default=bool(options.review),
                     description="Approve each scene's picture before the video is made",
                 ),
             ],

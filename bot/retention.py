@@ -150,12 +150,14 @@ class Retention:
         return tuple(posts)
 
     async def _unused(self, path: str) -> bool:
-        """No job still kept uses this file (the cache is shared; music too)."""
+        """No job still kept uses this file (the cache is shared; music too), and no preset
+        names it (`bot/presets.py`)."""
         rows = await self.store.fetch(
             "SELECT 1 FROM jobs WHERE output = ? OR json_extract(options, '$.music') = ?"
             " UNION ALL SELECT 1 FROM scenes WHERE audio = ? OR image = ? OR clip = ?"
-            " UNION ALL SELECT 1 FROM job_files WHERE path = ? LIMIT 1",
-            (path, path, path, path, path, path),
+            " UNION ALL SELECT 1 FROM job_files WHERE path = ?"
+            " UNION ALL SELECT 1 FROM presets WHERE name = 'music' AND value = ? LIMIT 1",
+            (path, path, path, path, path, path, path),
         )
         return not rows
 

@@ -106,7 +106,9 @@ class JobOptions(BaseModel):
     aspect: str | None = None
     voice: str | None = None
     title: str | None = None
-    review: bool = False
+    # Scene review; None only before the presets are applied (`bot/presets.py`), which
+    # leave it True or False.
+    review: bool | None = None
     # Burned-in captions: None follows `[captions] enabled`.
     captions: bool | None = None
     # A music file attached to the command, saved in the artifact cache as
@@ -114,6 +116,10 @@ class JobOptions(BaseModel):
     music: str | None = None
     # The media uploaded with the render that its script names (`media: NAME`), by that name.
     media: dict[str, StoredMedia] = Field(default_factory=dict)
+    # From the presets (`/settings`): words added to every image prompt, and a negative
+    # prompt added to every scene's.
+    style: str | None = None
+    negative: str | None = None
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,57 @@ def test_a_queued_job_shows_its_scenes_still_to_do() -> None:
     assert [r.symbols for r in scene_rows(as_revision(embed)).values()] == [("▫️",) * 3] * 4
 
 
+def test_a_queued_job_says_its_place_and_when_it_should_start() -> None:
+    job = _job(scene_count=2)
+    embed = build_embed(view_of(RenderProgress(), job, Phase.QUEUED, place=(2, 95.0, 140.0)), NOW)
+    assert embed.description is not None
+    assert "⏳ **Queued** — 2nd in line" in embed.description
+    assert "starts in about 1 min 35 s · done in about 2 min 20 s" in embed.description
+    embed = build_embed(view_of(RenderProgress(), job, Phase.QUEUED, place=(1, 30.0, 70.0)), NOW)
+    assert embed.description is not None and "— next in line" in embed.description
+
+
+def test_the_headline_only_moves_forward() -> None:
+    """Rendering → Joining the clips, which stays until the upload (never "Rendering" again)."""
+    progress = RenderProgress()
+    job = _job(scene_count=1)
+    headlines = []
+    for event in (
+        JobStarted(0, "Lighthouse", 1),
+        SceneEvent(0.1, 1, Stage.AUDIO, Status.DONE),
+        SceneEvent(0.2, 1, Stage.IMAGE, Status.DONE),
+        SceneEvent(0.3, 1, Stage.CLIP, Status.DONE),
+        SceneEvent(0.4, 0, Stage.JOIN, Status.STARTED),
+        SceneEvent(0.5, 0, Stage.JOIN, Status.DONE),
+    ):
+        progress.apply(event)
+        embed = build_embed(view_of(progress, job, Phase.RUNNING, started_at=NOW), NOW)
+        assert embed.description is not None
+        headlines.append(embed.description.splitlines()[0])
+    for phase in (Phase.DELIVERING, Phase.DONE):
+        embed = build_embed(view_of(progress, job, phase, started_at=NOW), NOW)
+        assert embed.description is not None
+        headlines.append(embed.description.splitlines()[0])
+    order = ["🔄 **Rendering**", "🔄 **Joining the clips**", "📤 **Uploading the video**",
+             "✅ **Done**"]  # fmt: skip
+    ranks = [order.index(h) for h in headlines]
+    assert ranks == sorted(ranks) and ranks[-1] == 3, headlines
+
+
+def test_the_runners_estimate_is_what_the_message_says() -> None:
+    progress = RenderProgress()
+    progress.apply(JobStarted(0, "Lighthouse", 2))
+    job = _job(scene_count=2)
+    embed = build_embed(
+        view_of(progress, job, Phase.RUNNING, started_at=NOW - 10, remaining=83.0), NOW
+    )
+    assert embed.description is not None and "10 s elapsed · about 1 min 23 s left" in (
+        embed.description
+    )
+    embed = build_embed(view_of(progress, job, Phase.RUNNING, started_at=NOW, remaining=0.4), NOW)
+    assert embed.description is not None and "· almost done" in embed.description
+
+
 @pytest.mark.parametrize("count", [60, 400, 5000])
 def test_many_scenes_stay_within_discord_limits(count: int) -> None:
     states = (S.DONE, S.STARTED, S.WAITING, None)

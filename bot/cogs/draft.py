@@ -108,7 +108,7 @@ class EditDraftButton(DraftButton, template=r"reelbot:draft:edit"):
                 "render it with `/render script:`.",
             )
             return
-        form = _render_cog(bot).form(JobOptions(), text=text)
+        form = await _render_cog(bot).form(interaction, JobOptions(), text=text)
         await interaction.response.send_modal(form)
 
 

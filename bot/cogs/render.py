@@ -40,6 +40,7 @@ from ..admission import JobRequest
 from ..answers import answer
 from ..app import ReelBot
 from ..checks import bot_can_post, render_allowed, render_rate_limit
+from ..presets import Presets
 from ..render_form import SCRIPT_EXTENSIONS, FormAnswer, RenderForm
 from ..store import Job, JobOptions
 from ..text import format_duration, format_size, ordinal, plain
@@ -65,6 +66,8 @@ class RenderCog(commands.Cog):
         self.bot = bot
         # The voices `/render voice:` suggests: the speech provider's list, kept a while.
         self.voices = VoiceCatalogue(lambda: list_voices_of(bot.runner.tts))
+        cache = ArtifactCache(bot.settings.storage.data_dir / "cache")
+        self.presets = Presets(bot.store, cache)
 
     @app_commands.command(name="render", description="Turn a script into a narrated video")
     @app_commands.describe(
@@ -72,8 +75,8 @@ class RenderCog(commands.Cog):
         title="The video's title (default: the script's own)",
         aspect="Frame shape (default: the script's, else the server's)",
         voice="Narration voice for every scene (default: the script's); start typing to pick",
-        review="Approve each scene's image before the video is made",
-        captions="Burn captions into the video (default: on for 9:16, else off)",
+        review="Approve each scene's image before the video is made (default: your /settings)",
+        captions="Burn captions into the video (default: your /settings, else on for 9:16)",
         music="Background music: an mp3, m4a, aac, ogg, opus, flac or wav file",
         media1="A picture or clip the script names with `media: NAME` (its file name)",
         media2="Another picture or clip the script names",
@@ -91,7 +94,7 @@ class RenderCog(commands.Cog):
         title: app_commands.Range[str, 1, 100] | None = None,
         aspect: Literal["9:16", "16:9", "1:1"] | None = None,
         voice: app_commands.Range[str, 1, VOICE_MAX_CHARS] | None = None,
-        review: bool = False,
+        review: bool | None = None,
         captions: bool | None = None,
         music: discord.Attachment | None = None,
         media1: discord.Attachment | None = None,
@@ -110,15 +113,17 @@ class RenderCog(commands.Cog):
         if music is not None:
             self._check_music(music)  # refused at once, before anything is downloaded
         if script is None:  # the phone form (bot/render_form.py)
-            await interaction.response.send_modal(self.form(options, music, media))
+            form = await self.form(interaction, options, music, media)
+            await interaction.response.send_modal(form)
             return
         self._check_attachment(script)  # refused at once, before anything is downloaded
         await interaction.response.defer(ephemeral=True, thinking=True)
         text = _decode(await script.read())
         await self.queue_render(interaction, text, script.filename, options, music, media)
 
-    def form(
+    async def form(
         self,
+        interaction: Interaction,
         options: JobOptions,
         music: discord.Attachment | None = None,
         media: Sequence[discord.Attachment] = (),
@@ -126,8 +131,12 @@ class RenderCog(commands.Cog):
         text: str = "",
     ) -> RenderForm:
         """The phone form for `options` (the command's, filled in); `text`: a script to start
-        from (a draft to edit, `bot/cogs/draft.py`)."""
+        from (a draft to edit, `bot/cogs/draft.py`). Its boxes start as the clicker's render
+        would go: captions and review from the presets (/settings) where the command gave none."""
         video = self.bot.settings.video
+        preset = await self.presets.resolve(options, guild_id=interaction.guild_id,
+                                            user_id=interaction.user.id)  # fmt: skip
+        options = options.model_copy(update={"captions": preset.captions, "review": preset.review})
         captions = options.captions
         if captions is None:  # what the server's default would give (the box shows it)
             aspect = Aspect.parse(options.aspect) if options.aspect else video.aspect
@@ -234,6 +243,10 @@ class RenderCog(commands.Cog):
         )
         # A bad script is refused before the music is fetched, and read only this once.
         script = self.bot.runner.check(request)
+        # What was not chosen here comes from the presets (/settings): the person's, then
+        # the server's.
+        options = await self.presets.resolve(options, guild_id=request.guild_id,
+                                             user_id=request.user_id, script=script)  # fmt: skip
         # Pinned in the cache from its download until the job holds its own pin.
         with self.bot.runner.cache.pinning() as pin:
             received = await receive_media(script, media, self.bot.runner.cache,
