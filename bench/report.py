@@ -40,7 +40,7 @@ SMOOTH_TARGET = 0.1  # px: a step error below this is invisible (and far below r
 HEADER = """\
 # Benchmark results
 
-Written by `make bench` (`.venv/bin/python -m bench`); see "Benchmarks" in the README for
+Written by `make bench` (`.venv/bin/python -m bench`); see [bench/README.md](README.md) for
 what the figures mean. Every figure comes from one run, and every ratio compares runs made
 side by side in that run, so a busy machine moves both sides of a ratio together.
 """

@@ -100,7 +100,9 @@ def _say(label: str, error: Exception) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="reelbot", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="reelbot", description=__doc__.split("\n\n")[0].replace("\n", " ")
+    )
     _verbose(parser, default=0)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -77,3 +77,23 @@ def test_the_dialogue_example_renders(tmp_path: Path) -> None:
     assert probe.duration == pytest.approx(cuts - 2 * 0.5, abs=0.25)
     # Captions were made for every scene (captions are off by default for 16:9).
     assert len(list((data / "cache" / "captions").rglob("*.ass"))) == 3
+
+
+def test_the_own_media_example_renders(tmp_path: Path) -> None:
+    """examples/own-media renders on the embedded defaults: its picture and its clip (found
+    beside the script) and a generated scene, joined at the 9:16 frame with one sound track."""
+    out, data = tmp_path / "own-media.mp4", tmp_path / "data"
+    fast = {"REELBOT_VIDEO__FPS": "10", "REELBOT_SOUND__NORMALIZE": "false"}
+    done = reelbot("render", "examples/own-media/own-media.md", "-o", str(out), data=data, **fast)
+    assert done.returncode == 0, done.stderr
+    probe = ffprobe(out)
+    video, audio = probe.stream("video"), probe.stream("audio")
+    assert (video["codec_name"], video["width"], video["height"]) == ("h264", 1080, 1920)
+    assert audio["codec_name"] == "aac"
+    narrations = sorted((data / "cache" / "audio").rglob("*.wav"))
+    assert len(narrations) == 3
+    speech = sum(ffprobe(wav).duration for wav in narrations)
+    assert speech < probe.duration < speech + 3 * 1.5  # each scene lasts its narration, padded
+    # The picture and the clip were copied into the cache by content (named for what their
+    # bytes are: a QuickTime .mov is the MP4 family); nothing else was.
+    assert sorted(p.suffix for p in (data / "cache" / "media").rglob("*.*")) == [".jpg", ".mp4"]
