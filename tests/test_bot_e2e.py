@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import statistics
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,7 +225,12 @@ async def test_render_from_an_attachment_end_to_end(world: World, baseline: Rend
         for r in revisions
     ), "no partial state was ever drawn"
     gaps = [b.at - a.at for a, b in itertools.pairwise(revisions)]
-    assert min(gaps) >= EDIT_INTERVAL * 0.6, gaps  # coalesced (with slack for arrival jitter)
+    # Coalesced: edits are paced at the interval. Measured where they arrive, one gap can
+    # shrink when the edit before it was late on a loaded machine, so the pace is checked
+    # by the count over the whole span and by the typical gap, not by the smallest one.
+    span = revisions[-1].at - revisions[0].at
+    assert len(revisions) - 1 <= span / EDIT_INTERVAL + 1, gaps
+    assert statistics.median(gaps) >= EDIT_INTERVAL * 0.9, gaps
     final_fields = {f["name"]: f["value"] for f in embed_of(revisions[-1]).get("fields", [])}
     assert final_fields["Video"].startswith("Posted below")
 
