@@ -57,6 +57,7 @@ from pipeline.events import (
 )
 from pipeline.image_slot import ImageSlot, stop_grace
 from pipeline.images import make_images
+from pipeline.job_order import OrderedSlots
 from pipeline.plan import RenderPlan, ScenePlan, plan_render
 from pipeline.render import Renderer, RenderResult, images_to_make
 from pipeline.script import Script, parse_script
@@ -159,9 +160,10 @@ class JobRunner:
         self._sweeper: asyncio.Task[None] | None = None
         self.cache = ArtifactCache(settings.storage.data_dir / "cache")
         self.outputs = settings.storage.data_dir / "outputs"
-        # One image slot and one encoder pool for the whole process, shared by every render.
-        self.image_slot = ImageSlot.for_config(settings.images)
-        self.encoder_slot = asyncio.Semaphore(settings.video.encoder_slots)
+        # One image slot (per key) and one encoder pool for the whole process, shared by every
+        # render; work waiting for them is served in job order (the earlier job first).
+        self.image_slot = ImageSlot.for_settings(settings)
+        self.encoder_slot: asyncio.Semaphore = OrderedSlots(settings.video.encoder_slots)
         # One speech provider for the whole process: Piper loads each voice once, not per job.
         self.tts = make_tts(settings, client)
         self._running: dict[int, asyncio.Task[None]] = {}
@@ -444,7 +446,9 @@ class JobRunner:
             records = await self.store.scenes(job.id)
         return self.plan(script, job.options, records)
 
-    def renderer(self, on_event: Callable[[ProgressEvent], None], *, label: str = "") -> Renderer:
+    def renderer(
+        self, on_event: Callable[[ProgressEvent], None], *, label: str = "", order: int = 0
+    ) -> Renderer:
         return Renderer(
             self.settings,
             tts=self.tts,
@@ -454,6 +458,7 @@ class JobRunner:
             image_slot=self.image_slot,
             encoder_slot=self.encoder_slot,
             label=label,
+            order=order,
         )
 
     async def _run(self, job: Job) -> None:
@@ -517,7 +522,7 @@ class JobRunner:
         review_round = job.options.review and not all(r.approved for r in records)
         out = job_video(self.outputs, job.id)
         started = time.monotonic()
-        renderer = self.renderer(on_event, label=f"job {job.id}")
+        renderer = self.renderer(on_event, label=f"job {job.id}", order=job.id)
         result = await renderer.render(plan, out, join=not review_round)
         await recorder.flush()
         self._learn(len(plan.scenes), time.monotonic() - started, result)
