@@ -166,7 +166,9 @@ def _index_fakes(fakes: tuple[FakeTogether, FakeSpeech]) -> None:
 async def test_queue_and_user_limits_are_refused_clearly(
     bot_settings: Callable[..., BotSettings], tmp_path: Path
 ) -> None:
-    settings = bot_settings(queue={"max_total": 3, "per_user_limit": 2})
+    # One render at a time: each job's estimate is after the one before it.
+    settings = bot_settings(queue={"max_total": 3, "per_user_limit": 2,
+                                   "max_concurrent_renders": 1})  # fmt: skip
     async with Harness(settings, tmp_path / "bot.sqlite3") as runner:  # not started: jobs wait
         await runner.submit(request(user=1))
         await runner.submit(request(user=1))
