@@ -18,16 +18,20 @@ from typing import Any
 import httpx
 import pytest
 
+from bot.store import Job
 from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError, SceneFailed
 from pipeline.image_slot import ImageSlot, LocalKeys
 from pipeline.images import make_images
 from pipeline.job_order import OrderedSlots, in_job_order
 from pipeline.plan import plan_render
-from pipeline.render import Renderer, render_plan
+from pipeline.render import Renderer, RenderResult, render_plan
 from pipeline.script import parse_script
 from pipeline.tts import make_tts
+from tests.fakes.speech import FakeSpeech
 from tests.fakes.together import FakeTogether
+from tests.runner_harness import Clock, Recorder, runners, settings_with
+from tests.runner_harness import request as job_request
 
 from .conftest import SettingsFactory
 from .media import ffprobe
@@ -42,7 +46,7 @@ def script(tag: str, scenes: int) -> str:
     return f"# {tag}\n{body}"
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
+async def wait_until(predicate: Callable[[], bool], timeout: float = 600.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached before the deadline"
@@ -226,3 +230,51 @@ def test_a_key_variable_that_is_not_set_is_named(
     with pytest.raises(ConfigError) as caught:
         ImageSlot.for_settings(settings)
     assert str(caught.value) == f"[images] keys names {B}, but {B} is not set in the environment"
+
+
+# ---------------------------------------------------------------- the bot's queue
+
+
+class _Log(Recorder):
+    """Records the order in which jobs start and finish."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: list[str] = []
+
+    async def started(self, job: Job) -> None:
+        await super().started(job)
+        self.log.append(f"started {job.id}")
+
+    async def finished(self, job: Job, result: RenderResult) -> bool:
+        self.log.append(f"finished {job.id}")
+        return await super().finished(job, result)
+
+
+async def test_queued_jobs_render_two_at_a_time_without_overlapping_requests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOGETHER_API_KEY", SECRETS[A])
+    tags = ("first", "second", "third")
+    async with FakeTogether(latency=0.2, keys={SECRETS[A]: 200}) as fake, FakeSpeech() as speech:
+        settings = settings_with(tmp_path / "data", fake, speech)
+        assert settings.queue.max_concurrent_renders == 2  # the default
+        recorder = _Log()
+        async with runners(settings, tmp_path / "bot.sqlite3", Clock(),
+                           recorder=recorder) as (runner,):  # fmt: skip
+            jobs = [await runner.submit(job_request(tag, user=n, scenes=3))
+                    for n, tag in enumerate(tags, 1)]  # fmt: skip
+            await runner.start()
+            await wait_until(lambda: all(recorder.outcomes.get(j.id) == "finished" for j in jobs))
+    first, second, third = (j.id for j in jobs)
+    # The first two ran at once; the third waited for a free render slot.
+    assert recorder.log.index(f"started {second}") < recorder.log.index(f"finished {first}")
+    assert recorder.log.index(f"started {third}") > recorder.log.index(f"finished {first}")
+    # Never two requests at once with the one key, by the fake's recorded intervals.
+    assert fake.overlapping(SECRETS[A]) == [] and fake.overlaps == 0
+    assert fake.max_in_flight_by_key[SECRETS[A]] == 1
+    # Served in job order: whichever job asked first had its first image made first; from
+    # then on, every request of an earlier job went before those of a later one.
+    asked = [r.json["prompt"].split()[0] for r in fake.requests]
+    assert sorted(asked) == sorted(tag for tag in tags for _ in range(3))
+    assert asked[1:] == sorted(asked[1:], key=tags.index)
