@@ -48,6 +48,7 @@ from typing import Any, Protocol, TypeVar
 from .config import ImagesConfig, Settings
 from .errors import ConfigError, ImageError, KeyRefused
 from .job_order import Waiters, job_order
+from .logs import mask_secrets
 
 __all__ = [
     "KEY_REST",
@@ -109,6 +110,7 @@ def image_keys(settings: Settings, environ: Mapping[str, str] | None = None) -> 
             raise ConfigError(f"{variable} contains a character that cannot be part of a key; "
                               "set it again, copied from the provider's page")  # fmt: skip
         keys.append(ImageKey(variable, value))
+    mask_secrets((key.name, key.secret) for key in keys)  # never in a log line
     return keys
 
 

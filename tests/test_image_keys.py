@@ -9,6 +9,7 @@ test has seen what it waits for, so nothing here depends on timing."""
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import time
 from collections.abc import Callable
@@ -21,9 +22,10 @@ import pytest
 from bot.store import Job
 from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError, SceneFailed
-from pipeline.image_slot import ImageSlot, LocalKeys
+from pipeline.image_slot import ImageSlot, LocalKeys, image_keys
 from pipeline.images import make_images
 from pipeline.job_order import OrderedSlots, in_job_order
+from pipeline.logs import RedactSecrets
 from pipeline.plan import plan_render
 from pipeline.render import Renderer, RenderResult, render_plan
 from pipeline.script import parse_script
@@ -278,3 +280,23 @@ async def test_queued_jobs_render_two_at_a_time_without_overlapping_requests(
     asked = [r.json["prompt"].split()[0] for r in fake.requests]
     assert sorted(asked) == sorted(tag for tag in tags for _ in range(3))
     assert asked[1:] == sorted(asked[1:], key=tags.index)
+
+
+def test_keys_read_from_the_environment_are_masked_in_the_log(
+    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Logging starts before the settings are read: the keys found then are masked too."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactSecrets([]))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        for variable, secret in SECRETS.items():
+            monkeypatch.setenv(variable, secret)
+        settings = make_settings(images={"provider": "together", "keys": [A, B]})
+        assert [key.name for key in image_keys(settings)] == [A, B]
+        logging.getLogger("anything").warning("sent %s and %s", SECRETS[A], SECRETS[B])
+    finally:
+        root.removeHandler(handler)
+    assert stream.getvalue() == f"sent [{A}] and [{B}]\n"
