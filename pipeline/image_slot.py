@@ -11,8 +11,9 @@ never make the earlier job finish later.
 
 A key the service refuses (`KeyRefused`: 401, not a valid key; 402, no credit left) is taken
 out for `KEY_REST` seconds, with a warning naming its variable (never the key), and the
-request is sent again with another key. When no key is left, every request waiting fails with
-one message naming each variable and why it is out.
+request is sent again with another key. When the last key is refused, that request and every
+request waiting fail with one message naming each variable and why it is out; the next request
+(a later render) tries every key again, as a lone key always is.
 
 Who holds which slot is behind a small interface, `KeyPool` (acquire in job order, take a key
 out): `LocalKeys` keeps it in this process; a pool shared by several hosts (leases in Redis)
@@ -128,7 +129,9 @@ class KeyPool(Protocol):
 
     def take_out(self, key: ImageKey, refused: KeyRefused) -> None:
         """The service refused `key` (401, 402): hand it to nobody for a while; the waiters
-        go to the other keys, or fail if there is none."""
+        go to the other keys. When it was the last key, raise ImageError naming every key
+        and why it is out, and fail every waiter with it (the next request tries them all
+        again)."""
         ...
 
 
@@ -170,12 +173,19 @@ class LocalKeys:
             self._give_back(key)
 
     def take_out(self, key: ImageKey, refused: KeyRefused) -> None:
-        if key not in self._out:
-            left = len(self._usable()) - 1
+        self._out[key] = (self._clock() + self._rest, str(refused))
+        left = len(self._usable())
+        if left:
             log.warning("%s; %s is taken out for %.0f minutes (%d key%s left)", refused,
                         key.name, self._rest / 60, left, "" if left == 1 else "s")  # fmt: skip
-        self._out[key] = (self._clock() + self._rest, str(refused))
-        self._serve()
+            self._serve()
+            return
+        # The last key: every request waiting fails, naming each key and why; the next
+        # request (a later render) tries every key again, as a single key always was.
+        error = self._none_left()
+        self._queue.fail_all(error)
+        self._out.clear()
+        raise error
 
     async def _take(self, order: int) -> ImageKey:
         if not self._queue:
@@ -198,9 +208,6 @@ class LocalKeys:
 
     def _serve(self) -> None:
         """Hand free slots to the waiters, earliest job first."""
-        if not self._usable():
-            self._queue.fail_all(self._none_left())
-            return
         while self._queue and (key := self._free_key()) is not None:
             waiter = self._queue.pop()
             if waiter is None:
