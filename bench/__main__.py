@@ -29,19 +29,21 @@ from .encode import encode_bench
 from .fakes import Latencies
 from .measure import machine
 from .memory import memory_run
+from .queue import keys_run, queue_run
 from .render import RenderPair, render_pair
 from .report import (
     Section,
     edit_section,
     encode_section,
     memory_section,
+    queue_section,
     render_section,
     speech_section,
     write_results,
 )
 from .speech import piper_race, speech_rates
 
-BENCHMARKS = ("render", "encode", "edit", "memory", "speech")
+BENCHMARKS = ("render", "queue", "encode", "edit", "memory", "speech")
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
                 "slower", "veryslow")  # fmt: skip
 RESULTS = Path(__file__).with_name("results.md")
@@ -63,6 +65,8 @@ class Plan:
     speech_scenes: int = 12
     speech_chars: tuple[int, int] = (80, 160)
     race_image: float = 3.0  # seconds per image in the Piper render
+    queue_jobs: int = 3  # jobs queued at once in the queue benchmark ...
+    queue_scenes: int = 12  # ... of this many scenes each
 
 
 FULL = Plan(sizes=(2, 6, 12), aspects=("9:16", "16:9"), latencies=Latencies(3.0, 0.2, 0.02),
@@ -75,7 +79,7 @@ QUICK = Plan(sizes=(2, 6), aspects=("9:16",), latencies=Latencies(1.5, 0.2, 0.02
              encode_presets=(), rounds=1,
              memory_scenes=20, memory_chars=(5, 12),
              memory_latencies=Latencies(0.05, 0.05, 0.0),
-             speech_scenes=4, race_image=1.5)  # fmt: skip
+             speech_scenes=4, race_image=1.5, queue_scenes=6)  # fmt: skip
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -119,7 +123,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--only",
         type=_choices(BENCHMARKS),
         default=BENCHMARKS,
-        help="comma-separated: render, encode, edit, memory, speech (default: all)",
+        help="comma-separated: render, queue, encode, edit, memory, speech (default: all)",
     )
     p.add_argument("--sizes", type=_ints, help="scenes per render, e.g. 2,6,12")
     p.add_argument("--aspects", type=_aspects, help="of the renders, e.g. 9:16,16:9")
@@ -167,6 +171,9 @@ def make_plan(args: argparse.Namespace) -> Plan:
         memory_scenes=args.memory_scenes or base.memory_scenes,
         memory_chars=base.memory_chars,
         memory_latencies=base.memory_latencies,
+        speech_scenes=base.speech_scenes,
+        race_image=base.race_image,
+        queue_scenes=base.queue_scenes,
     )
 
 
@@ -226,6 +233,32 @@ async def run(args: argparse.Namespace, console: Console) -> list[Section]:
                 largest = max(pairs[: len(plan.sizes)], key=lambda p: p.pipelined.scenes)
                 drawn = draw_timelines(largest, pictures)
                 console.log(f"timeline: {drawn}")
+        if "queue" in args.only:
+            started = time.monotonic()
+            queue_runs = []
+            for renders in (1, 2):  # the one-at-a-time queue, then the default
+                run = await queue_run(renders, jobs=plan.queue_jobs, scenes=plan.queue_scenes,
+                                      latencies=plan.latencies, chars=plan.chars,
+                                      workdir=workdir)  # fmt: skip
+                console.log(
+                    f"queue, max_concurrent_renders={renders}: {run.makespan:.1f} s, "
+                    f"queue efficiency {run.efficiency:.2f}, goal {run.goal:.1f} s"
+                )
+                queue_runs.append(run)
+            key_runs = []
+            for keys in (1, 2):
+                keyed = await keys_run(keys, scenes=plan.queue_scenes, latencies=plan.latencies,
+                                       chars=plan.chars, workdir=workdir)  # fmt: skip
+                console.log(f"{keys} key(s): images {keyed.images_span:.1f} s, makespan "
+                            f"{keyed.makespan:.1f} s")  # fmt: skip
+                key_runs.append(keyed)
+            console.log(f"queue: {time.monotonic() - started:.0f} s in all")
+            settings = "Settings: " + _latency_text(plan.latencies, plan.chars) + (
+                f"; {plan.queue_jobs} jobs of {plan.queue_scenes} scenes, 9:16, queued at once; "
+                "default settings otherwise (captions, loudness normalised), real ffmpeg, a "
+                "fresh cache for every run."
+            )  # fmt: skip
+            sections.append(queue_section(queue_runs, key_runs, settings, measured()))
         if "speech" in args.only:
             started = time.monotonic()
             rates = await speech_rates(plan.speech_scenes, plan.speech_chars, workdir)

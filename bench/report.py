@@ -26,6 +26,7 @@ from .encode import (
 )
 from .measure import median
 from .memory import MemoryRun
+from .queue import GOAL_SLACK, KeysRun, QueueRun
 from .render import RenderPair
 from .speech import RenderRace, SpeechRate
 
@@ -125,6 +126,64 @@ def render_section(pairs: Sequence[RenderPair], settings: str, measured: str) ->
     ])  # fmt: skip
     return Section("render", "Render makespan against the critical path",
                    _rich_table("Render makespan", headers, rows), markdown, [target])  # fmt: skip
+
+
+# ------------------------------------------------------------------ queue
+
+
+def queue_section(
+    runs: Sequence[QueueRun], keys: Sequence[KeysRun], settings: str, measured: str
+) -> Section:
+    headers = ["max_concurrent_renders", "jobs × scenes", "makespan", "total image time",
+               "queue efficiency", "tail", "goal", "jobs done at"]  # fmt: skip
+    rows = [[f"{run.renders}" + (" (one at a time)" if run.renders == 1 else ""),
+             f"{run.jobs} × {run.scenes}", _s(run.makespan), _s(run.images),
+             f"{run.efficiency:.2f}", _s(run.tail), _s(run.goal),
+             ", ".join(f"{t:.0f}" for t in run.finished) + " s"]
+            for run in runs]  # fmt: skip
+    verdicts = []
+    for run in runs:
+        if run.renders > 1:
+            met = run.makespan <= run.goal
+            verdicts.append(
+                f"Goal (max_concurrent_renders = {run.renders}): makespan ≤ {GOAL_SLACK} × "
+                f"{_s(run.images)} + tail {_s(run.tail)} = {_s(run.goal)}: "
+                f"{_s(run.makespan)}, {_verdict(met)}; jobs finished in job order: "
+                f"{'yes' if run.in_job_order else '**no**'}."
+            )
+    key_headers = ["keys", "scenes", "images' span", "one key back to back", "makespan",
+                   "requests per key"]  # fmt: skip
+    key_rows = [[str(k.keys), str(k.scenes), _s(k.images_span), _s(k.images_alone),
+                 _s(k.makespan), " + ".join(str(n) for n in k.per_key)]
+                for k in keys]  # fmt: skip
+    by_keys = {k.keys: k for k in keys}
+    if 1 in by_keys and 2 in by_keys:
+        ratio = by_keys[2].images_span / by_keys[1].images_span
+        verdicts.append(f"Two keys: the images take {ratio:.2f}× as long as with one "
+                        f"({_s(by_keys[2].images_span)} against "
+                        f"{_s(by_keys[1].images_span)}).")  # fmt: skip
+    parts = [measured, settings]
+    if rows:
+        parts += [_md_table(headers, rows)]
+    if key_rows:
+        parts += [_md_table(key_headers, key_rows)]
+    parts += verdicts
+    parts.append(
+        "*queue efficiency* = total image time (every image back to back through the one "
+        "key's slot: jobs × scenes × image latency) / makespan (from the runner's start to "
+        "the last job's delivery), the jobs queued at once in the bot's own job runner. *tail*: "
+        "the last job's last image to its video (its last clip, join and sound pass); *goal* = "
+        f"{GOAL_SLACK} × total image time + tail. *images' span*: one render's first image "
+        "started to its last image done, with `[images] keys` naming one key, then two (each "
+        "its own account at the fake: one request at a time each)."
+    )
+    table = _rich_table("Queue efficiency", headers, rows)
+    if key_rows:
+        table.caption = "  ".join(
+            f"{k.keys} key(s): images {_s(k.images_span)}, makespan {_s(k.makespan)}" for k in keys
+        )
+    return Section("queue", "A team's queue, and more keys", table, "\n\n".join(parts),
+                   verdicts)  # fmt: skip
 
 
 # ------------------------------------------------------------------ encode
@@ -387,7 +446,7 @@ def _block(section: Section) -> str:
             f"<!-- /bench:{section.key} -->")  # fmt: skip
 
 
-ORDER = ("render", "encode", "edit", "memory", "speech")
+ORDER = ("render", "queue", "encode", "edit", "memory", "speech")
 
 
 def write_results(path: Path, sections: Sequence[Section]) -> None:

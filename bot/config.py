@@ -42,7 +42,9 @@ class DiscordConfig(ConfigSection):
 
 
 class QueueConfig(ConfigSection):
-    max_concurrent_renders: int = Field(1, ge=1)
+    # Renders at once: a second keeps the image slot busy while the first one finishes (its
+    # last clips, join, sound pass, upload); waiting work is served in job order.
+    max_concurrent_renders: int = Field(2, ge=1)
     per_user_limit: int = Field(3, ge=1)
     max_total: int = Field(20, ge=1)
     # Seconds one run of a job may take (render and delivery); a run past it is stopped and

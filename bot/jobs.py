@@ -51,6 +51,7 @@ from pipeline.estimate import Estimator, Shape, measure, shape_of
 from pipeline.events import JobFailed, JobStarted, ProgressEvent, SceneEvent, Status, event_to_dict
 from pipeline.image_slot import ImageSlot, stop_grace
 from pipeline.images import make_images
+from pipeline.job_order import OrderedSlots
 from pipeline.media import probe_duration
 from pipeline.own_media import OwnMedia
 from pipeline.plan import RenderPlan, ScenePlan, plan_render
@@ -171,9 +172,10 @@ class JobRunner:
         self._sweeper: asyncio.Task[None] | None = None
         self.cache = ArtifactCache(settings.storage.data_dir / "cache")
         self.outputs = settings.storage.data_dir / "outputs"
-        # One image slot and one encoder pool for the whole process, shared by every render.
-        self.image_slot = ImageSlot.for_config(settings.images)
-        self.encoder_slot = asyncio.Semaphore(settings.video.encoder_slots)
+        # One image slot (per key) and one encoder pool for the whole process, shared by every
+        # render; work waiting for them is served in job order (the earlier job first).
+        self.image_slot = ImageSlot.for_settings(settings)
+        self.encoder_slot: asyncio.Semaphore = OrderedSlots(settings.video.encoder_slots)
         # One speech provider for the whole process: Piper loads each voice once, not per job.
         self.tts = make_tts(settings, client)
         self._running: dict[int, asyncio.Task[None]] = {}
@@ -568,7 +570,9 @@ class JobRunner:
             records = await self.store.scenes(job.id)
         return self.plan(script, job.options, records)
 
-    def renderer(self, on_event: Callable[[ProgressEvent], None], *, label: str = "") -> Renderer:
+    def renderer(
+        self, on_event: Callable[[ProgressEvent], None], *, label: str = "", order: int = 0
+    ) -> Renderer:
         return Renderer(
             self.settings,
             tts=self.tts,
@@ -578,6 +582,7 @@ class JobRunner:
             image_slot=self.image_slot,
             encoder_slot=self.encoder_slot,
             label=label,
+            order=order,
         )
 
     async def _run(self, job: Job) -> None:
@@ -647,7 +652,7 @@ class JobRunner:
             observer.event(event)
 
         out = job_video(self.outputs, job.id)
-        renderer = self.renderer(on_event, label=f"job {job.id}")
+        renderer = self.renderer(on_event, label=f"job {job.id}", order=job.id)
         self._estimators[job.id] = (estimator, time.monotonic())
         try:
             result = await renderer.render(plan, out, join=not review_round)

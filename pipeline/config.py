@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -58,6 +59,7 @@ class ConfigSection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_VARIABLE_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 # Diffusion steps when `[images] steps` is unset, per model (each step is billed). A model not
 # listed gets no `steps` field, so Together uses its own default (20).
 MODEL_STEPS: dict[str, int] = {
@@ -72,10 +74,14 @@ DEFAULT_VOICES: dict[str, str] = {"espeak": "en-us", "openai": "alloy", "kokoro"
 
 
 class ImagesConfig(ConfigSection):
-    # "auto": Together.ai when TOGETHER_API_KEY is set, otherwise offline storyboard cards.
+    # "auto": Together.ai when a key is set (`keys`), otherwise offline storyboard cards.
     provider: Literal["auto", "together", "card"] = "auto"
     base_url: str = "https://api.together.ai/v1"
     model: str = "black-forest-labs/FLUX.1-schnell"
+    # The environment variables holding the image service's keys, one key each (for example
+    # keys of separate accounts, each with its own rate limits); never the keys themselves.
+    keys: tuple[str, ...] = Field(("TOGETHER_API_KEY",), min_length=1)
+    # Requests at once per key.
     max_concurrency: int = Field(1, ge=1)
     negative_prompt: str = ""
     # None: derived from the aspect (sides multiples of 16).
@@ -90,6 +96,30 @@ class ImagesConfig(ConfigSection):
     backoff_max: float = Field(60.0, ge=0)
     # Seconds one image may spend waiting out Together's rate limit (429) before giving up.
     rate_limit_wait: float = Field(600.0, ge=0)
+
+    @field_validator("keys")
+    @classmethod
+    def _variable_names(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        """Names of environment variables, each once. A key pasted here instead of its
+        variable's name is refused without being repeated in the message."""
+        for index, name in enumerate(names):
+            if not _VARIABLE_NAME.fullmatch(name):
+                raise PydanticCustomError(
+                    "variable_name",
+                    "entry {index} is not the name of an environment variable (capital letters, "
+                    "digits and _); put each key in an environment variable and list the "
+                    "variable's name here",
+                    {"index": index + 1},
+                )
+        if any(name.startswith("REELBOT_") for name in names):
+            raise PydanticCustomError(
+                "variable_name",
+                "REELBOT_ variables are settings, not keys; name a key's variable otherwise "
+                "(e.g. TOGETHER_KEY_2)",
+            )
+        if len(set(names)) != len(names):
+            raise PydanticCustomError("variable_name", "a variable is listed twice")
+        return names
 
     def size_for(self, aspect: Aspect) -> Size:
         default = aspect.image
@@ -290,9 +320,18 @@ class Settings(BaseSettings):
         return (env_settings, init_settings)
 
     @property
+    def image_key_set(self) -> bool:
+        """Whether any variable `[images] keys` names is set."""
+        return any(
+            self.secrets.together_api_key if name == "TOGETHER_API_KEY"
+            else os.environ.get(name, "").strip()
+            for name in self.images.keys
+        )  # fmt: skip
+
+    @property
     def image_provider(self) -> Literal["together", "card"]:
         if self.images.provider == "auto":
-            return "together" if self.secrets.together_api_key else "card"
+            return "together" if self.image_key_set else "card"
         return self.images.provider
 
 

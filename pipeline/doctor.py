@@ -15,6 +15,7 @@ from rich.markup import escape
 
 from .config import Settings, load_settings
 from .errors import ConfigError
+from .image_slot import image_keys
 from .images.card import FONT_FILES
 from .tts import default_voice, tts_provider
 from .tts._espeak_words import LIBRARY as ESPEAK_LIBRARY
@@ -55,12 +56,18 @@ def run_doctor(config: Path | None, console: Console, *, online: bool = False) -
         settings = None
         report(False, "config", str(exc))
     if settings is not None:
-        key = settings.secrets.together_api_key
         provider = settings.image_provider
         detail = f"{provider} ({settings.images.model})" if provider == "together" else provider
+        keys_ok = True
         if provider == "card":
             detail += " — offline storyboard cards; set TOGETHER_API_KEY for FLUX images"
-        report(provider != "together" or key is not None, "images", detail)
+        else:
+            try:
+                count = len(image_keys(settings))
+                detail += f", {count} keys" if count > 1 else ""
+            except ConfigError as exc:
+                keys_ok, detail = False, str(exc)
+        report(keys_ok, "images", detail)
         _report_speech(settings, report)
         families = _output(["fc-list", ":", "family"])
         caption_font = settings.captions.font
@@ -79,24 +86,30 @@ def check_together_online(settings: Settings) -> tuple[bool, str, str]:
     image model? One `GET {base_url}/models`; nothing is generated, nothing is billed."""
     what = "Together.ai"
     images = settings.images
-    key = settings.secrets.together_api_key
-    if settings.image_provider != "together" or key is None:
+    if settings.image_provider != "together" or not settings.image_key_set:
         return True, what, "not asked (images are offline cards; no TOGETHER_API_KEY is set)"
-    url = f"{images.base_url.rstrip('/')}/models"
-    headers = {"Authorization": f"Bearer {key.get_secret_value()}"}
     try:
-        with httpx.Client(timeout=min(images.timeout, 30.0)) as client:
-            response = client.get(url, headers=headers)
-    except httpx.TimeoutException:
-        return False, what, f"{images.base_url} did not answer within {min(images.timeout, 30):g} s"
-    except httpx.HTTPError as exc:
-        return False, what, f"{images.base_url} could not be reached ({type(exc).__name__})"
-    if response.status_code in (401, 403):
-        return (
-            False,
-            what,
-            (f"the API key was refused (HTTP {response.status_code}); check TOGETHER_API_KEY"),
-        )
+        keys = image_keys(settings)
+    except ConfigError as exc:
+        return False, what, str(exc)
+    url = f"{images.base_url.rstrip('/')}/models"
+    for key in keys:  # every key of `[images] keys`, one request each
+        headers = {"Authorization": f"Bearer {key.secret}"}
+        try:
+            with httpx.Client(timeout=min(images.timeout, 30.0)) as client:
+                response = client.get(url, headers=headers)
+        except httpx.TimeoutException:
+            wait = min(images.timeout, 30)
+            return False, what, f"{images.base_url} did not answer within {wait:g} s"
+        except httpx.HTTPError as exc:
+            return False, what, f"{images.base_url} could not be reached ({type(exc).__name__})"
+        if response.status_code in (401, 403):
+            return (
+                False,
+                what,
+                (f"the API key{'' if len(keys) == 1 else f' in {key.name}'} was refused "
+                 f"(HTTP {response.status_code}); check {key.name}"),
+            )  # fmt: skip
     if response.status_code != 200:
         return False, what, f"{url} answered HTTP {response.status_code}"
     try:

@@ -7,6 +7,7 @@
      ├── ProviderError           a remote or local generator failed
      │    ├── TTSError
      │    ├── ImageError
+     │    │    └── KeyRefused    an image key answered 401 or 402: taken out, names its variable
      │    ├── LLMError           the chat model's server (`reelbot draft`)
      │    └── DraftError         the model's script could not be used, even when told why
      ├── MediaError              ffmpeg / ffprobe / espeak-ng failed (keeps stderr for logs)
@@ -25,6 +26,7 @@ __all__ = [
     "DraftError",
     "ImageError",
     "InputError",
+    "KeyRefused",
     "LLMError",
     "MediaError",
     "ProviderError",
@@ -73,6 +75,17 @@ class TTSError(ProviderError):
 
 class ImageError(ProviderError):
     pass
+
+
+class KeyRefused(ImageError):
+    """The image service refused a key (401: not a valid key; 402: no credit left). The image
+    slot takes the key out and sends the request with another (`pipeline/image_slot.py`).
+    `variable` is the environment variable the key came from; the key itself is never in it."""
+
+    def __init__(self, message: str, *, variable: str, status: int) -> None:
+        self.variable = variable
+        self.status = status
+        super().__init__(message)
 
 
 class LLMError(ProviderError):

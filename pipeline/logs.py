@@ -22,6 +22,7 @@ __all__ = [
     "RedactSecrets",
     "RequestsAtDebug",
     "environment_secrets",
+    "mask_secrets",
     "quiet_http_logs",
     "setup_logging",
 ]
@@ -43,6 +44,11 @@ class RedactSecrets(logging.Filter):
             {(value, name) for name, value in secrets if len(value) >= 4},
             key=lambda pair: -len(pair[0]),
         )
+
+    def add(self, secrets: Iterable[tuple[str, str]]) -> None:
+        """More (name, value) pairs to mask."""
+        pairs = {(value, name) for name, value in secrets if len(value) >= 4}
+        self.secrets = sorted(set(self.secrets) | pairs, key=lambda pair: -len(pair[0]))
 
     def redact(self, text: str) -> str:
         for value, name in self.secrets:
@@ -74,6 +80,16 @@ def environment_secrets(environ: Mapping[str, str] = os.environ) -> list[tuple[s
     """The secrets in the environment, as (name, value): as given, and stripped."""
     found = [(name, environ.get(name, "")) for name in SECRET_VARIABLES]
     return [(name, form) for name, value in found for form in (value, value.strip()) if form]
+
+
+def mask_secrets(secrets: Iterable[tuple[str, str]]) -> None:
+    """Mask more secrets, as (name, value), in every log handler set up with RedactSecrets:
+    those read after logging began (the keys in the variables `[images] keys` names)."""
+    pairs = list(secrets)
+    for handler in logging.getLogger().handlers:
+        for found in handler.filters:
+            if isinstance(found, RedactSecrets):
+                found.add(pairs)
 
 
 def setup_logging(verbosity: int, *, secrets: Iterable[tuple[str, str]] = ()) -> None:

@@ -30,7 +30,7 @@ from .artifact_checks import check_audio, check_clip, check_image_file
 from .cache import ArtifactCache, content_key
 from .captions import ass_document, cues_from_words, cues_proportional, speech_span, split_phrases
 from .config import Settings
-from .errors import ImageError, MediaError, ReelbotError, SceneFailed, StorageError
+from .errors import ImageError, KeyRefused, MediaError, ReelbotError, SceneFailed, StorageError
 from .events import (
     EventSink,
     JobDone,
@@ -42,9 +42,10 @@ from .events import (
     Stage,
     Status,
 )
-from .image_slot import ImageSlot, stop_grace
+from .image_slot import ImageKey, ImageSlot, stop_grace
 from .images import ImageProvider, ImageRequest, make_images
 from .images.formats import IMAGE_SUFFIXES, image_type_of
+from .job_order import OrderedSlots, in_job_order
 from .media import probe_duration
 from .own_media import MEDIA_KIND, OwnMedia
 from .places import os_reason
@@ -123,6 +124,7 @@ class Renderer:
         image_slot: ImageSlot | None = None,
         encoder_slot: asyncio.Semaphore | None = None,
         label: str = "",
+        order: int = 0,
     ) -> None:
         self.settings = settings
         # Names the render in the log ("job 12"), where several may run at once.
@@ -132,9 +134,12 @@ class Renderer:
         self.images = images
         self.cache = cache or ArtifactCache(settings.storage.data_dir / "cache")
         self._sink = on_event
-        # Shared slots may be passed in so several renders in one process share the limits.
-        self.image_slot = image_slot or ImageSlot.for_config(settings.images)
-        self.encoder_slot = encoder_slot or asyncio.Semaphore(settings.video.encoder_slots)
+        # Shared slots may be passed in so several renders in one process share the limits;
+        # where renders wait for the same slots, the smaller `order` (the earlier job) goes
+        # first (pipeline/job_order.py).
+        self.order = order
+        self.image_slot = image_slot or ImageSlot.for_settings(settings)
+        self.encoder_slot = encoder_slot or OrderedSlots(settings.video.encoder_slots)
         if isinstance(tts, SharesCPU):  # local speech (Piper) takes a slot while it speaks
             tts.cpu_slot = self.encoder_slot
         self.events: list[ProgressEvent] = []
@@ -142,6 +147,7 @@ class Renderer:
         # Set when a scene has failed: work still waiting for a slot stops instead of
         # spending a paid image request on a render that is already lost.
         self._failing = False
+        self._over = False  # the render has ended (its JobDone or JobFailed is told)
         self._finishing = "joining the clips"  # what the post-scene step is doing, for errors
 
     # ------------------------------------------------------------ events
@@ -204,30 +210,12 @@ class Renderer:
         self.events = []
         self._stage_started = {}
         self._failing = False
+        self._over = False
         self._finishing = "joining the clips"
         self._emit(JobStarted(0.0, plan.title, len(plan.scenes)))
         try:
-            if sequential:
-                scenes = [await self._scene_sequential(plan, s) for s in plan.scenes]
-            else:
-                scenes = await self._scenes_pipelined(plan)
-            if not join:
-                seconds = sum(s.clip_seconds for s in scenes)
-                return RenderResult(out, seconds, scenes, list(self.events))
-            self._scene_event(0, Stage.JOIN, Status.STARTED)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            # Names of this render's own: another render may write the same output meanwhile.
-            unique = uuid.uuid4().hex[:8]
-            temp = out.with_name(f".{out.stem}.{unique}.part.mp4")
-            joined = out.with_name(f".{out.stem}.{unique}.join.mp4")
-            try:
-                await self._join_and_mix(plan, scenes, joined, temp)
-                temp.replace(out)
-            finally:
-                temp.unlink(missing_ok=True)
-                joined.unlink(missing_ok=True)
-            duration = await probe_duration(out)
-            self._scene_event(0, Stage.JOIN, Status.DONE, path=out, seconds=duration)
+            with in_job_order(self.order):  # its tasks and slot requests are served in job order
+                return await self._render(plan, out, sequential=sequential, join=join)
         except asyncio.CancelledError:
             self._emit(JobFailed(self._now(), "the render was cancelled"))
             raise
@@ -242,6 +230,33 @@ class Renderer:
                                  f"{os_reason(exc)}")  # fmt: skip
             self._emit(JobFailed(self._now(), str(error), None, Stage.JOIN))
             raise error from exc
+        finally:
+            self._over = True  # what its images still in flight do is no longer its news
+
+    async def _render(
+        self, plan: RenderPlan, out: Path, *, sequential: bool, join: bool
+    ) -> RenderResult:
+        if sequential:
+            scenes = [await self._scene_sequential(plan, s) for s in plan.scenes]
+        else:
+            scenes = await self._scenes_pipelined(plan)
+        if not join:
+            seconds = sum(s.clip_seconds for s in scenes)
+            return RenderResult(out, seconds, scenes, list(self.events))
+        self._scene_event(0, Stage.JOIN, Status.STARTED)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # Names of this render's own: another render may write the same output meanwhile.
+        unique = uuid.uuid4().hex[:8]
+        temp = out.with_name(f".{out.stem}.{unique}.part.mp4")
+        joined = out.with_name(f".{out.stem}.{unique}.join.mp4")
+        try:
+            await self._join_and_mix(plan, scenes, joined, temp)
+            temp.replace(out)
+        finally:
+            temp.unlink(missing_ok=True)
+            joined.unlink(missing_ok=True)
+        duration = await probe_duration(out)
+        self._scene_event(0, Stage.JOIN, Status.DONE, path=out, seconds=duration)
         self._emit(JobDone(self._now(), out, duration))
         return RenderResult(out, duration, scenes, list(self.events))
 
@@ -375,26 +390,43 @@ class Renderer:
         def waiting(seconds: float, reason: str) -> None:
             self._emit(RetryWait(self._now(), scene.number, Stage.IMAGE, seconds, reason))
 
-        async def make() -> tuple[Path, bool]:
-            """The image and whether it was made now. It runs in the image slot as a task of
-            its own: if this render is cancelled, the attempt in flight still finishes."""
+        async def make(api_key: ImageKey) -> tuple[Path, bool]:
+            """The image and whether it was made now, with the slot's key. It runs in the
+            image slot as a task of its own: if this render is cancelled, the attempt in
+            flight still finishes."""
             self._stop_if_failing()
             # Made while this one waited: a cancelled render's image, finished in the slot.
             if (made := self.cache.lookup("image", key, IMAGE_SUFFIXES)) is not None:
+                done(made, Status.CACHED)
                 return made, False
             self._scene_event(scene.number, Stage.IMAGE, Status.STARTED, seed=seed)
-            async with self.cache.writing("image", key, _image_suffix) as temp:
-                await self.images.generate(request, temp, on_wait=waiting)
-                await check_image_file(temp, limits)
+            try:
+                async with self.cache.writing("image", key, _image_suffix) as temp:
+                    await self.images.generate(request, temp, on_wait=waiting,
+                                               key=api_key)  # fmt: skip
+                    await check_image_file(temp, limits)
+            except KeyRefused:
+                raise  # the slot sends it again with another key
+            except Exception:
+                # Known at once, before the slot is handed on: the next image waiting for it
+                # is not asked for (this render is lost).
+                self._failing = True
+                raise
             made = self.cache.lookup("image", key, IMAGE_SUFFIXES)
             if made is None:  # removed between the write and now: say so, do not guess
                 raise ImageError(f"scene {scene.number}'s image left the cache as it was made")
+            done(made, Status.DONE)
             return made, True
 
-        work = self.image_slot.run(make, name=f"scene {scene.number}'s image")
-        path, made = await self._stage(scene.number, Stage.IMAGE, work)
-        status = Status.DONE if made else Status.CACHED
-        self._scene_event(scene.number, Stage.IMAGE, status, path=path, seed=seed)
+        def done(path: Path, status: Status) -> None:
+            """Told from the slot's task, before it hands the slot on: the next image's start
+            never comes before this one's end. Not told once the render is over."""
+            if not self._over:
+                self._scene_event(scene.number, Stage.IMAGE, status, path=path, seed=seed)
+
+        work = self.image_slot.run(make, name=f"{self.label}scene {scene.number}'s image",
+                                   order=self.order)  # fmt: skip
+        path, _ = await self._stage(scene.number, Stage.IMAGE, work)
         return path
 
     async def _own_image(self, number: int, media: OwnMedia) -> Path:

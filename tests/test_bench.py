@@ -23,6 +23,7 @@ from bench.fakes import Latencies
 from bench.measure import process_tree, rss_bytes, run_timed
 from bench.media import dot_chart, make_script, photo
 from bench.quality import render_reference, ssim
+from bench.queue import keys_run, queue_run
 from bench.render import render_once, summarize
 from bench.report import Section, speech_section, write_results
 from bench.speech import RenderRace, speech_rates
@@ -236,3 +237,18 @@ def test_an_edit_changes_one_scene_and_the_bound_adds_up() -> None:
     regen = EditRun("Discord Regenerate", 12, (Edit(7.5, parts),), speech=False)
     assert regen.bound == pytest.approx(1.1 * 5.0 + 1.9) and not regen.met
     assert regen.sound_share == pytest.approx(1.5 / 7.5)
+
+
+async def test_the_queue_and_two_keys_are_measured(tmp_path: Path) -> None:
+    # Two one-scene jobs through the bot's job runner, two at once; then one render with two
+    # keys. Real ffmpeg, the fakes, tiny latencies: the code runs, the figures add up.
+    latencies = Latencies(0.2, 0.05, 0.0)
+    run = await queue_run(2, jobs=2, scenes=1, latencies=latencies, chars=(5, 10),
+                          workdir=tmp_path, aspect="16:9")  # fmt: skip
+    assert run.requests == 2 and run.overlaps == 0
+    assert run.images == pytest.approx(0.4) and 0 < run.efficiency < 1
+    assert 0 < run.tail <= run.makespan and len(run.finished) == 2
+    keyed = await keys_run(2, scenes=2, latencies=latencies, chars=(5, 10), workdir=tmp_path,
+                           aspect="16:9")  # fmt: skip
+    assert keyed.per_key == (1, 1)  # one image on each key
+    assert 0 < keyed.images_span <= keyed.makespan

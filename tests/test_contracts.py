@@ -158,6 +158,30 @@ async def test_together_lists_models_and_refuses_a_model_it_does_not_offer(
     assert gone.json()["error"]["code"] == "model_not_available"
 
 
+async def test_together_refuses_a_revoked_key_and_one_without_credit(
+    client: httpx.AsyncClient,
+) -> None:
+    """401 (not a valid key) and 402 (no credit left) in the published error shape."""
+    keys = {"good-key": 200, "revoked-key": 401, "broke-key": 402}
+    async with FakeTogether(keys=keys) as fake:
+        answers = {}
+        for key in [*keys, "unknown-key"]:
+            answers[key] = await client.post(
+                f"{fake.base_url}/images/generations",
+                json=request(),
+                headers={"Authorization": f"Bearer {key}"},
+            )
+    assert {key: r.status_code for key, r in answers.items()} == {
+        "good-key": 200, "revoked-key": 401, "broke-key": 402, "unknown-key": 401,
+    }  # fmt: skip
+    IMAGE_ANSWER.check(answers["good-key"].json())
+    for key in ("revoked-key", "broke-key", "unknown-key"):
+        ERROR.check(answers[key].json())
+    assert answers["revoked-key"].json()["error"]["code"] == "invalid_api_key"
+    assert answers["broke-key"].json()["error"]["type"] == "credit_limit"
+    assert [fake.key_of(r) for r in fake.requests] == [*keys, "unknown-key"]
+
+
 @pytest.mark.parametrize("reset_as", ["seconds", "unix"])
 async def test_together_rate_limits_with_x_ratelimit_reset(
     client: httpx.AsyncClient, reset_as: str

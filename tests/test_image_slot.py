@@ -19,10 +19,10 @@ from typing import Any
 import httpx
 import pytest
 
-from pipeline.config import Settings
+from pipeline.config import ImagesConfig, Settings
 from pipeline.errors import SceneFailed
 from pipeline.events import ProgressEvent, SceneEvent, Stage, Status
-from pipeline.image_slot import ImageSlot
+from pipeline.image_slot import ImageKey, ImageSlot
 from pipeline.images import make_images
 from pipeline.plan import plan_render
 from pipeline.render import Renderer, render_plan
@@ -195,7 +195,7 @@ async def test_ctrl_c_in_the_cli_waits_for_the_image_in_flight(tmp_path: Path) -
 async def abandoned_forever(slot: ImageSlot) -> None:
     """Start work that never ends by itself in `slot`, then cancel its caller."""
 
-    async def endless() -> None:
+    async def endless(key: ImageKey) -> None:
         await asyncio.Event().wait()
 
     caller = asyncio.create_task(slot.run(endless, name="image-1"))
@@ -206,14 +206,16 @@ async def abandoned_forever(slot: ImageSlot) -> None:
 
 
 async def test_abandoned_work_is_bounded_by_the_timeout() -> None:
-    slot = ImageSlot(1, timeout=0.05)  # [images] timeout
+    slot = ImageSlot.for_config(ImagesConfig(timeout=0.05))  # [images] timeout
     await abandoned_forever(slot)
     await wait_until(lambda: slot.in_flight == 0, timeout=10)  # cancelled past the timeout
-    assert await slot.run(lambda: asyncio.sleep(0, "free again"), name="image-2") == "free again"
+    assert (
+        await slot.run(lambda key: asyncio.sleep(0, "free again"), name="image-2") == "free again"
+    )
 
 
 async def test_a_graceful_stop_waits_a_bounded_time_then_cancels_the_rest() -> None:
-    slot = ImageSlot(1, timeout=3600)
+    slot = ImageSlot.for_config(ImagesConfig(timeout=3600))
     await abandoned_forever(slot)
     assert slot.in_flight == 1  # its caller is gone; it goes on, holding the slot
     assert await slot.drain(0.05) == 1  # one had to be cancelled

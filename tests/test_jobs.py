@@ -166,7 +166,9 @@ def _index_fakes(fakes: tuple[FakeTogether, FakeSpeech]) -> None:
 async def test_queue_and_user_limits_are_refused_clearly(
     bot_settings: Callable[..., BotSettings], tmp_path: Path
 ) -> None:
-    settings = bot_settings(queue={"max_total": 3, "per_user_limit": 2})
+    # One render at a time: each job's estimate is after the one before it.
+    settings = bot_settings(queue={"max_total": 3, "per_user_limit": 2,
+                                   "max_concurrent_renders": 1})  # fmt: skip
     async with Harness(settings, tmp_path / "bot.sqlite3") as runner:  # not started: jobs wait
         await runner.submit(request(user=1))
         await runner.submit(request(user=1))
@@ -288,7 +290,10 @@ async def test_a_run_past_the_job_timeout_is_stopped_and_says_so(
         await runner.start()
         job = await runner.submit(request())
         failed = await harness.wait_state(job.id, JobState.FAILED)
-        assert not runner.is_running(job.id)  # its slot is free for the next job
+        # Its slot is freed for the next job (the state is written just before the run ends).
+        async with asyncio.timeout(30):
+            while runner.is_running(job.id):
+                await asyncio.sleep(0.05)
         async with asyncio.timeout(30):  # the server sees the requests cut off
             while speech.in_flight:
                 await asyncio.sleep(0.02)
@@ -315,7 +320,7 @@ async def test_a_job_waiting_for_review_is_not_running_and_does_not_time_out(
         async with asyncio.timeout(30):
             while runner.is_running(job.id):
                 await asyncio.sleep(0.05)
-        assert (await harness.store.get_job(job.id)).state is JobState.REVIEW
+        assert (await harness.store.job(job.id)).state is JobState.REVIEW
         _, approval = await runner.approve_all(job.id)
         assert approval.queued
         runner.wake()

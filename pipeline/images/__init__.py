@@ -6,6 +6,7 @@ import httpx
 
 from ..config import Settings
 from ..errors import ConfigError
+from ..image_slot import image_keys
 from .base import ImageProvider, ImageRequest
 from .card import CardImages
 from .together import TogetherImages
@@ -16,10 +17,12 @@ __all__ = ["CardImages", "ImageProvider", "ImageRequest", "TogetherImages", "mak
 def make_images(settings: Settings, client: httpx.AsyncClient) -> ImageProvider:
     if settings.image_provider == "card":
         return CardImages()
-    key = settings.secrets.together_api_key
-    if key is None:
+    if not settings.image_key_set:
+        names = " or ".join(settings.images.keys)
         raise ConfigError(
-            "[images] provider is 'together' but TOGETHER_API_KEY is not set in the environment"
+            f"[images] provider is 'together' but {names} is not set in the environment"
         )
-    return TogetherImages(settings.images, client, api_key=key.get_secret_value(),
-                          limits=settings.limits)  # fmt: skip
+    # The first key is the provider's own; the image slot gives each request its key.
+    key = image_keys(settings)[0]
+    return TogetherImages(settings.images, client, api_key=key.secret,
+                          key_variable=key.name, limits=settings.limits)  # fmt: skip

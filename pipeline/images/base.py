@@ -3,7 +3,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ..image_slot import ImageKey
 
 # Told when a provider waits before trying again: (seconds, why), e.g.
 # (40.0, "waiting for Together's rate limit (40 s)").
@@ -25,11 +28,17 @@ class ImageRequest:
 class ImageProvider(Protocol):
     """Draws the image for one request into a file at `out`: PNG, JPEG or WebP, whatever the
     name of `out` says (the caller names the file by its real type afterwards). Each wait
-    before a retry is told to `on_wait`."""
+    before a retry is told to `on_wait`. `key` is the key the image slot gave the request
+    (a provider that needs none ignores it); a key the service refuses raises KeyRefused."""
 
     @property
     def name(self) -> str: ...
 
     async def generate(
-        self, request: ImageRequest, out: Path, *, on_wait: WaitSink | None = None
+        self,
+        request: ImageRequest,
+        out: Path,
+        *,
+        on_wait: WaitSink | None = None,
+        key: ImageKey | None = None,
     ) -> None: ...

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from ..image_slot import ImageKey
 from .base import ImageRequest, WaitSink
 
 # Fonts tried in order; the first covers Latin, Greek, Cyrillic and CJK.
@@ -29,7 +30,12 @@ class CardImages:
     name = "card"
 
     async def generate(
-        self, request: ImageRequest, out: Path, *, on_wait: WaitSink | None = None
+        self,
+        request: ImageRequest,
+        out: Path,
+        *,
+        on_wait: WaitSink | None = None,
+        key: ImageKey | None = None,
     ) -> None:
         await asyncio.to_thread(draw_card, request, out)
 

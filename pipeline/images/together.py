@@ -11,8 +11,9 @@ Retries:
   capped exponential backoff. Budgeted by time: `[images] rate_limit_wait` seconds per image.
 - 5xx (503: out of capacity), timeouts, unreachable host, an answer that is not an image:
   `[images] max_attempts` attempts, with capped exponential backoff.
-- Anything else is final, in its own words (401 key, 402 credit, 404 model, 422 safety checker,
-  other 400s with Together's own message).
+- Anything else is final, in its own words (404 model, 422 safety checker, other 400s with
+  Together's own message). A 401 (not a valid key) or 402 (no credit left) is `KeyRefused`,
+  naming the key's variable: the image slot takes that key out and tries another.
 Every wait is told to the caller (`on_wait`), so front ends can show it.
 
 An answer that is a URL is fetched only over http(s), with the same timeout, retries and size
@@ -35,8 +36,8 @@ import httpx
 
 from ..artifact_checks import check_image
 from ..config import ImagesConfig, LimitsConfig
-from ..errors import ImageError
-from ..image_slot import wait_before_retry
+from ..errors import ImageError, KeyRefused
+from ..image_slot import ImageKey, wait_before_retry
 from .base import ImageRequest, WaitSink
 
 __all__ = ["MAX_ANSWER_BYTES", "TogetherImages", "rate_limit_wait"]
@@ -68,18 +69,28 @@ class TogetherImages:
         client: httpx.AsyncClient,
         *,
         api_key: str,
+        key_variable: str = "TOGETHER_API_KEY",
         rng: random.Random | None = None,
         limits: LimitsConfig | None = None,
     ) -> None:
         self.config = config
         self.limits = limits or LimitsConfig()
         self.client = client
-        self._headers = {"Authorization": f"Bearer {api_key}"}
+        self._key = ImageKey(key_variable, api_key)  # unless a request brings its own
         self._rng = rng or random.Random()
 
     async def generate(
-        self, request: ImageRequest, out: Path, *, on_wait: WaitSink | None = None
+        self,
+        request: ImageRequest,
+        out: Path,
+        *,
+        on_wait: WaitSink | None = None,
+        key: ImageKey | None = None,
     ) -> None:
+        """Make one image with `key` (the image slot's; else the key this was built with)."""
+        if key is None or not key.secret:
+            key = self._key
+        headers = {"Authorization": f"Bearer {key.secret}"}
         body: dict[str, Any] = {
             "model": request.model,
             "prompt": request.prompt,
@@ -99,7 +110,7 @@ class TogetherImages:
         waited = 0.0  # seconds spent waiting out 429s
         while True:
             try:
-                data = await self._attempt(url, body, request)
+                data = await self._attempt(url, body, request, headers, key)
             except _Retry as retry:
                 if retry.limited:
                     delay = self._rate_limit_delay(retry.wait, failures + 1)
@@ -130,9 +141,16 @@ class TogetherImages:
             out.write_bytes(data)
             return
 
-    async def _attempt(self, url: str, body: dict[str, Any], request: ImageRequest) -> bytes:
+    async def _attempt(
+        self,
+        url: str,
+        body: dict[str, Any],
+        request: ImageRequest,
+        auth: dict[str, str],
+        key: ImageKey,
+    ) -> bytes:
         """One request; the image's bytes, or _Retry, or a final ImageError."""
-        status, headers, content = await self._exchange("POST", url, json=body)
+        status, headers, content = await self._exchange("POST", url, json=body, headers=auth)
         if status == 200:
             return await self._image(content)
         reason = _error_message(content, status)
@@ -143,6 +161,8 @@ class TogetherImages:
             raise _Retry("is out of capacity (HTTP 503)")
         if status >= 500:
             raise _Retry(f"had a server error (HTTP {status})")
+        if status in (401, 402):
+            raise KeyRefused(_refusal(status, key.name), variable=key.name, status=status)
         raise ImageError(_final_message(status, reason, request))
 
     async def _exchange(
@@ -152,10 +172,8 @@ class TogetherImages:
         `[images] timeout`, its body read up to MAX_ANSWER_BYTES."""
         timeout = self.config.timeout
         try:
-            async with self.client.stream(
-                method, url, headers=self._headers if method == "POST" else None,
-                timeout=timeout, **kwargs,
-            ) as response:  # fmt: skip
+            async with self.client.stream(method, url, timeout=timeout,
+                                          **kwargs) as response:  # fmt: skip
                 content = await _read_capped(response)
                 return response.status_code, response.headers, content
         except httpx.TimeoutException:
@@ -290,10 +308,6 @@ def _without_name(error: ImageError) -> str:
 
 def _final_message(status: int, reason: str, request: ImageRequest) -> str:
     model, scene = request.model, request.scene
-    if status == 401:
-        return "Together.ai rejected the API key; check TOGETHER_API_KEY"
-    if status == 402:
-        return "Together.ai says the account has no credit left; add credit or use another key"
     if status == 403:
         return f"Together.ai refused access to the model {model}: {reason}"
     if status == 404:
@@ -309,6 +323,14 @@ def _final_message(status: int, reason: str, request: ImageRequest) -> str:
     if status == 400:
         return f"Together.ai refused the request (HTTP 400): {reason}"
     return f"Together.ai answered HTTP {status}: {reason}"
+
+
+def _refusal(status: int, variable: str) -> str:
+    """A refused key, by its variable's name (never the key)."""
+    if status == 401:
+        return f"Together.ai rejected the API key in {variable} (HTTP 401); check {variable}"
+    return (f"Together.ai says the account of the key in {variable} has no credit left "
+            "(HTTP 402); add credit or use another key")  # fmt: skip
 
 
 def _error_message(content: bytes, status: int) -> str:

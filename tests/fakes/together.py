@@ -21,7 +21,8 @@ import io
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from aiohttp import web
@@ -130,7 +131,14 @@ def noise_png(width: int, height: int, seed: int = 0) -> bytes:
 
 
 class FakeTogether(FakeServer):
-    """Together.ai with a one-request-at-a-time limit (an overlapping request gets 429).
+    """Together.ai with a one-request-at-a-time limit per key (``concurrency``), as Together
+    counts concurrency per account: one request more with the same key gets 429.
+
+    Keys: ``expected_key`` is the one key accepted (any other: 401); ``keys`` maps each key this
+    fake knows to what it answers, 200 (accepted), 401 (not a valid key) or 402 (no credit
+    left), in Together's published error shape; a key it does not know is a 401.
+    ``key_of(rec)`` tells which key a recorded request carried, and ``overlapping(key)`` the
+    pairs of that key's requests whose intervals overlapped.
 
     Knobs can be changed while running; ``script_of_statuses`` is consumed (popped) in order.
     Rate limits: ``retry_after`` sends ``Retry-After`` on every 429; ``ratelimit_reset`` sends
@@ -146,6 +154,8 @@ class FakeTogether(FakeServer):
         *,
         latency: float = 0.0,
         expected_key: str | None = None,
+        keys: Mapping[str, int] | None = None,
+        concurrency: int = 1,
         script_of_statuses: Sequence[Fault] = (),
         retry_after: float | None = None,
         ratelimit_reset: float | None = None,
@@ -166,6 +176,13 @@ class FakeTogether(FakeServer):
         super().__init__(port=port)
         self.latency = latency
         self.expected_key = expected_key
+        self.keys: dict[str, int] | None = None if keys is None else dict(keys)
+        self.concurrency = concurrency  # requests at once per key; one more is a 429
+        # While set and not open, every generation waits for it (a test holds the requests in
+        # flight until it has seen what it waits for).
+        self.gate: asyncio.Event | None = None
+        self.in_flight_by_key: Counter[str] = Counter()  # generating now, per key
+        self.max_in_flight_by_key: Counter[str] = Counter()
         self.script_of_statuses: list[Fault] = list(script_of_statuses)
         self.retry_after = retry_after
         self.ratelimit_reset = ratelimit_reset
@@ -189,6 +206,7 @@ class FakeTogether(FakeServer):
         # up stops it (the default, for tests whose tiny client timeouts race a busy machine).
         self.generates_after_hangup = generates_after_hangup
         self._orphans: set[asyncio.Task[web.Response]] = set()  # generating, client gone
+        self._orphan_keys: dict[int, str] = {}  # id of an orphan's request → its key
         self.overlaps = 0  # requests that arrived while another was in flight (answered 429)
         self.successes = 0  # images generated (whether or not the client stayed for them)
         self.rate_limited = 0  # 429s sent by the rate-limit window
@@ -216,11 +234,41 @@ class FakeTogether(FakeServer):
     # ------------------------------------------------------------ POST /v1/images/generations
 
     async def respond(self, request: web.Request, rec: RecordedRequest) -> web.Response:
-        if rec.concurrent > 1:
+        key = self.key_of(rec)
+        self.in_flight_by_key[key] += 1
+        self.max_in_flight_by_key[key] = max(self.max_in_flight_by_key[key],
+                                             self.in_flight_by_key[key])  # fmt: skip
+        handed_over = False  # to a generation that outlives the request (the client hung up)
+        try:
+            response = await self._respond(request, rec, key)
+        except asyncio.CancelledError:
+            handed_over = self._orphan_keys.pop(id(rec), None) is not None
+            raise
+        finally:
+            if not handed_over:
+                self.in_flight_by_key[key] -= 1
+        return response
+
+    @staticmethod
+    def key_of(rec: RecordedRequest) -> str:
+        """The key a request carried ("" if none)."""
+        auth = {k.lower(): v for k, v in rec.headers.items()}.get("authorization", "")
+        return _bearer(auth)
+
+    def overlapping(self, key: str) -> list[tuple[RecordedRequest, RecordedRequest]]:
+        """Pairs of generation requests with `key` whose intervals overlapped."""
+        mine = sorted((r for r in self.requests if self.key_of(r) == key and r.t_end is not None),
+                      key=lambda r: r.t_start)  # fmt: skip
+        return [(a, b) for i, a in enumerate(mine) for b in mine[i + 1 :]
+                if b.t_start < (a.t_end or 0.0)]  # fmt: skip
+
+    async def _respond(self, request: web.Request, rec: RecordedRequest, key: str) -> web.Response:
+        if self.in_flight_by_key[key] > self.concurrency:
             self.overlaps += 1
             return self._fault_response(429)
-        if not self._authorised(request):
-            return self._fault_response(401)
+        status = self._key_refusal(key)
+        if status is not None:
+            return self._fault_response(status)
         refused = self.violates(GENERATION, rec)
         if refused is not None:
             return refused
@@ -242,11 +290,18 @@ class FakeTogether(FakeServer):
             return self._fault_response(fault)
         return await self._generate(request, rec)
 
+    def _key_refusal(self, key: str) -> int | None:
+        """401 or 402 if the key is not accepted, else None."""
+        if self.keys is not None:
+            status = self.keys.get(key, 401)
+            return None if status == 200 else status
+        if not key or (self.expected_key is not None and key != self.expected_key):
+            return 401
+        return None
+
     def _authorised(self, request: web.Request) -> bool:
-        auth = request.headers.get("Authorization", "")
-        return auth.startswith("Bearer ") and (
-            self.expected_key is None or auth == f"Bearer {self.expected_key}"
-        )
+        """GET /v1/models: any key but one that is not valid (402: no credit, but a key)."""
+        return self._key_refusal(_bearer(request.headers.get("Authorization", ""))) != 401
 
     def _rate_limit_wait(self) -> float | None:
         """Seconds to tell the client to wait, while the rate-limit window lasts."""
@@ -297,19 +352,24 @@ class FakeTogether(FakeServer):
             return await asyncio.shield(work)
         except asyncio.CancelledError:  # the client hung up: the generation goes on
             self.in_flight += 1  # the request's handler takes one off as it ends
+            key = self.key_of(rec)
+            self._orphan_keys[id(rec)] = key  # its key stays busy until the work ends
             self._orphans.add(work)
-            work.add_done_callback(self._orphan_done)
+            work.add_done_callback(lambda done: self._orphan_done(done, key))
             raise
 
-    def _orphan_done(self, work: asyncio.Task[web.Response]) -> None:
+    def _orphan_done(self, work: asyncio.Task[web.Response], key: str) -> None:
         self._orphans.discard(work)
         self.in_flight -= 1
+        self.in_flight_by_key[key] -= 1
 
     async def _draw(self, request: web.Request, rec: RecordedRequest) -> web.Response:
         body = rec.json
         width, height = int(body.get("width", 1024)), int(body.get("height", 1024))
         asked = _PIL_FORMATS[body.get("output_format", "jpeg")]
         image_format = self.answer_format or asked
+        if self.gate is not None:
+            await self.gate.wait()
         await asyncio.sleep(self.latency)
         colour = self.palette[self.successes % len(self.palette)]
         self.successes += 1
@@ -385,6 +445,10 @@ class FakeTogether(FakeServer):
             return web.Response(status=404, text="Not Found")
         data, content_type = self._files[name]
         return web.Response(body=data, content_type=content_type)
+
+
+def _bearer(authorization: str) -> str:
+    return authorization.removeprefix("Bearer ") if authorization.startswith("Bearer ") else ""
 
 
 def _unknown_model(model: str) -> web.Response:
