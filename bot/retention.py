@@ -150,8 +150,11 @@ class Retention:
         return tuple(posts)
 
     async def _unused(self, path: str) -> bool:
-        """No job still kept uses this file (the cache is shared; music too), and no preset
-        names it (`bot/presets.py`)."""
+        """No job still kept uses this file (the cache is shared; music too), no preset names
+        it (`bot/presets.py`), and no live pin holds it: a queued job's own picture, uploaded
+        by someone else with the same bytes, has no scene row yet but is pinned."""
+        if Path(path).resolve() in self.cache.pinned():
+            return False
         rows = await self.store.fetch(
             "SELECT 1 FROM jobs WHERE output = ? OR json_extract(options, '$.music') = ?"
             " UNION ALL SELECT 1 FROM scenes WHERE audio = ? OR image = ? OR clip = ?"

@@ -218,3 +218,25 @@ async def wait_running(runner: JobRunner, job_id: int) -> None:
     async with asyncio.timeout(30):
         while not runner.is_running(job_id):
             await asyncio.sleep(0.02)
+
+
+async def test_forget_keeps_a_file_another_job_has_pinned(
+    settings_for: Callable[..., BotSettings],
+    tmp_path: Path,
+    fakes: tuple[FakeTogether, FakeSpeech],
+) -> None:
+    """The cache is shared by content: a file this job used that another job holds (its own
+    media, pinned from upload until that job ends, before it has any scene row) is kept."""
+    db = tmp_path / "data" / "bot.sqlite3"
+    async with runners(settings_for(), db, Clock()) as [runner]:
+        await runner.start()
+        mine = await runner.submit(request(MARKER, user=1, scenes=2))
+        await wait_state(runner, mine.id, JobState.DONE)
+        first, second = await runner.store.scenes(mine.id)
+        assert first.image and second.image
+        runner.cache.pin("job-999", [Path(first.image)])  # another job, still queued
+        forgotten = await runner.forget(mine.id, by=1)
+    assert forgotten is not None
+    assert Path(first.image).is_file()  # held by the other job
+    assert not Path(second.image).exists()  # this job's alone: gone
+    assert Path(first.image) not in forgotten.removed
