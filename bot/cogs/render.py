@@ -17,11 +17,9 @@ only those uploads, never a path on the bot's host; checked before anything is q
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Literal, cast
 
 import discord
@@ -32,9 +30,6 @@ from pipeline.aspect import Aspect
 from pipeline.cache import ArtifactCache
 from pipeline.captions import captions_wanted
 from pipeline.errors import ReelbotError, ScriptError
-from pipeline.soundtrack import MUSIC_SUFFIXES
-from pipeline.tts.base import VoiceInfo
-from pipeline.tts.voices import VoiceCatalogue, list_voices_of, match_voices
 
 from ..admission import JobRequest
 from ..answers import answer
@@ -43,19 +38,13 @@ from ..checks import bot_can_post, render_allowed, render_rate_limit
 from ..presets import Presets
 from ..render_form import SCRIPT_EXTENSIONS, FormAnswer, RenderForm
 from ..store import Job, JobOptions
-from ..text import format_duration, format_size, ordinal, plain
+from ..text import format_duration, ordinal, plain
 from ..uploaded_media import receive_media
-from ..uploads import keep_music
+from ..uploads import check_music, fetch_music
+from ..voice_choices import VOICE_MAX_CHARS, VoiceChoices
 
 __all__ = ["RenderCog", "setup"]
 
-MUSIC_EXTENSIONS = tuple(sorted(MUSIC_SUFFIXES))
-# Besides audio/*: what clients and Discord label some audio files with.
-OTHER_AUDIO_TYPES = frozenset(
-    {"application/ogg", "video/ogg", "video/mp4", "application/octet-stream"}
-)
-VOICE_MAX_CHARS = 60  # the longest `voice:` the command takes
-AUTOCOMPLETE_SECONDS = 2.0  # Discord waits 3 s for the choices
 
 Interaction = discord.Interaction[ReelBot]
 log = logging.getLogger(__name__)
@@ -65,7 +54,7 @@ class RenderCog(commands.Cog):
     def __init__(self, bot: ReelBot) -> None:
         self.bot = bot
         # The voices `/render voice:` suggests: the speech provider's list, kept a while.
-        self.voices = VoiceCatalogue(lambda: list_voices_of(bot.runner.tts))
+        self.voices = VoiceChoices(lambda: bot.runner.tts)
         cache = ArtifactCache(bot.settings.storage.data_dir / "cache")
         self.presets = Presets(bot.store, cache)
 
@@ -111,7 +100,7 @@ class RenderCog(commands.Cog):
             captions=captions,
         )
         if music is not None:
-            self._check_music(music)  # refused at once, before anything is downloaded
+            check_music(music, self.bot.settings.discord.max_music_bytes)  # before downloading
         if script is None:  # the phone form (bot/render_form.py)
             form = await self.form(interaction, options, music, media)
             await interaction.response.send_modal(form)
@@ -177,17 +166,7 @@ class RenderCog(commands.Cog):
         self, interaction: Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
         """The provider's voices matching what is typed (at most 25), within Discord's 3 s."""
-        try:
-            async with asyncio.timeout(AUTOCOMPLETE_SECONDS):
-                voices = await self.voices.voices()
-        except (TimeoutError, ReelbotError) as exc:
-            log.warning("no voices to suggest: %s", exc or "the list took too long")
-            return []
-        return [
-            app_commands.Choice(name=_choice_name(v), value=v.id)
-            for v in match_voices(voices, current)
-            if len(v.id) <= VOICE_MAX_CHARS
-        ]
+        return await self.voices.matching(current)
 
     def _check_attachment(self, attachment: discord.Attachment) -> None:
         if not attachment.filename.lower().endswith(SCRIPT_EXTENSIONS):
@@ -200,23 +179,6 @@ class RenderCog(commands.Cog):
             raise ReelbotError(
                 f"{attachment.filename} is {attachment.size:,} bytes; a script may be at most "
                 f"{limit:,} bytes"
-            )
-
-    def _check_music(self, attachment: discord.Attachment) -> None:
-        name = plain(attachment.filename, 100)
-        content_type = (attachment.content_type or "").split(";")[0].strip().lower()
-        audio_type = not content_type or content_type.startswith("audio/")
-        if not attachment.filename.lower().endswith(MUSIC_EXTENSIONS) or not (
-            audio_type or content_type in OTHER_AUDIO_TYPES
-        ):
-            raise ReelbotError(
-                f"{name} is not a music file: attach an mp3, m4a, aac, ogg, opus, flac or wav file"
-            )
-        limit = self.bot.settings.discord.max_music_bytes
-        if attachment.size > limit:
-            raise ReelbotError(
-                f"{name} is {format_size(attachment.size)}; music may be at most "
-                f"{format_size(limit)}"
             )
 
     async def queue_render(
@@ -253,7 +215,8 @@ class RenderCog(commands.Cog):
                                            self.bot.settings.limits, pin=pin)  # fmt: skip
             options = received.options(options)
             if music is not None:
-                saved = await self._save_music(music)
+                saved = await fetch_music(music, self.bot.runner.cache,
+                                          self.bot.settings.discord.max_music_bytes)  # fmt: skip
                 options = options.model_copy(update={"music": str(saved)})
             request = dataclasses.replace(request, options=options)
             # The one way in (bot/admission.py): a refusal naming the limit, or the job, shown
@@ -261,18 +224,6 @@ class RenderCog(commands.Cog):
             job = await self.bot.runner.submit(request, script)
         text = f"{note} {await self._queued_text(job)}{received.note}"
         await answer(interaction, text.strip())
-
-    async def _save_music(self, attachment: discord.Attachment) -> Path:
-        """Download a checked music attachment and keep it by its content's hash; refuse it
-        if ffprobe finds no audio in it."""
-        name = plain(attachment.filename, 100)
-        limit = self.bot.settings.discord.max_music_bytes
-        data = await attachment.read()
-        if len(data) > limit:  # the size Discord announced was not the real one
-            raise ReelbotError(f"{name} is larger than {format_size(limit)}, the limit for music")
-        suffix = next(s for s in MUSIC_EXTENSIONS if attachment.filename.lower().endswith(s))
-        cache = ArtifactCache(self.bot.settings.storage.data_dir / "cache")
-        return await keep_music(data, cache, suffix, name=name)
 
     async def _queued_text(self, job: Job) -> str:
         entry = next((e for e in await self.bot.runner.queue() if e.job.id == job.id), None)
@@ -291,11 +242,6 @@ class RenderCog(commands.Cog):
                 "edit its prompt); the video is made once every scene is approved."
             )
         return text
-
-
-def _choice_name(voice: VoiceInfo) -> str:
-    name = f"{voice.id} · {voice.label}"
-    return name if len(name) <= 100 else name[:99] + "…"
 
 
 def _decode(data: bytes) -> str:

@@ -11,7 +11,6 @@ no option shows that level's settings. The answers are ephemeral.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Literal, cast
 
@@ -22,24 +21,22 @@ from discord.ext import commands
 from pipeline.cache import ArtifactCache
 from pipeline.errors import ReelbotError
 from pipeline.text import clean_text
-from pipeline.tts.voices import VoiceCatalogue, list_voices_of, match_voices
 
 from ..answers import answer
 from ..app import ReelBot
 from ..checks import is_moderator
 from ..errors import Refusal
 from ..presets import Applied, Level, Presets, Setting, describe
-from ..text import plain, truncate
+from ..text import plain
 from ..uploads import check_music, fetch_music
+from ..voice_choices import VOICE_MAX_CHARS, VoiceChoices
 
 __all__ = ["SettingsCog", "settings_embed", "setup"]
 
 Interaction = discord.Interaction[ReelBot]
 log = logging.getLogger(__name__)
-VOICE_MAX_CHARS = 60
 STYLE_MAX_CHARS = 200
 NEGATIVE_MAX_CHARS = 300
-AUTOCOMPLETE_SECONDS = 2.0
 NAMES = {
     Setting.VOICE: "Voice",
     Setting.ASPECT: "Aspect",
@@ -90,7 +87,7 @@ class SettingsCog(commands.GroupCog, group_name="settings",
         self.bot = bot
         self.cache = ArtifactCache(bot.settings.storage.data_dir / "cache")
         self.presets = Presets(bot.store, self.cache)
-        self.voices = VoiceCatalogue(lambda: list_voices_of(bot.runner.tts))
+        self.voices = VoiceChoices(lambda: bot.runner.tts)
         super().__init__()
 
     async def cog_load(self) -> None:
@@ -174,17 +171,7 @@ class SettingsCog(commands.GroupCog, group_name="settings",
         self, interaction: Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
         """The voices /render offers, matching what is typed (at most 25), within 3 s."""
-        try:
-            async with asyncio.timeout(AUTOCOMPLETE_SECONDS):
-                voices = await self.voices.voices()
-        except (TimeoutError, ReelbotError) as exc:
-            log.warning("no voices to suggest: %s", exc or "the list took too long")
-            return []
-        return [
-            app_commands.Choice(name=truncate(f"{v.id} · {v.label}", 100), value=v.id)
-            for v in match_voices(voices, current)
-            if len(v.id) <= VOICE_MAX_CHARS
-        ]
+        return await self.voices.matching(current)
 
     async def _save(
         self,
