@@ -40,7 +40,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import httpx
 
@@ -70,6 +70,9 @@ from .retention import ForgetHook, ForgottenJob, Retention
 from .store import Job, JobOptions, JobState, NewScene, SceneRecord, Store
 from .usage import Clock, ImageMeter
 
+if TYPE_CHECKING:
+    from .remote.renders import RemoteRenders
+
 __all__ = [
     "Approval",
     "JobObserver",
@@ -77,6 +80,7 @@ __all__ = [
     "QueueEntry",
     "ReviewObserver",
     "fresh_seed",
+    "plan_job",
 ]
 
 log = logging.getLogger(__name__)
@@ -170,12 +174,21 @@ class JobRunner:
         self._dispatcher: asyncio.Task[None] | None = None
         self._closing = False
         self._seconds_per_scene = DEFAULT_SECONDS_PER_SCENE
+        # `[queue] backend = "arq"`: `reelbot worker` processes render; this process hands
+        # them each run and follows it (bot/remote/).
+        self.remote: RemoteRenders | None = None
+        if settings.queue.backend == "arq":
+            from .remote.renders import RemoteRenders
+
+            self.remote = RemoteRenders(settings, store)
 
     # ------------------------------------------------------------ life cycle
 
     async def start(self) -> None:
         """Resume: a job left `running` by a crash goes back to the queue, in order, and every
         queued job is shown queued again at once (not "paused")."""
+        if self.remote is not None:
+            await self.remote.open()  # ReelbotError if Redis cannot be reached
         for job in await self.store.jobs_in([JobState.RUNNING]):
             await self.store.set_state(job.id, JobState.QUEUED)
             log.info("job %d was interrupted; resuming it", job.id)
@@ -204,6 +217,8 @@ class JobRunner:
         # cache, so the resumed job does not ask for it again (a bounded wait).
         await self.image_slot.drain(stop_grace(self.settings.images))
         await close_tts(self.tts)
+        if self.remote is not None:
+            await self.remote.close()
 
     # ------------------------------------------------------------ requests
 
@@ -405,6 +420,8 @@ class JobRunner:
             await self._wake.wait()
             self._wake.clear()
             limit = self.settings.queue.max_concurrent_renders
+            if self.remote is not None:  # the workers' count limits the renders
+                limit = self.settings.queue.max_total
             for job in await self.store.jobs_in([JobState.QUEUED]):
                 if len(self._running) >= limit:
                     break
@@ -419,17 +436,7 @@ class JobRunner:
         """The one way a job's plan is made: its script and options resolved against the
         settings, each scene's seed and prompts as `records` hold them (the store's scene rows,
         review's changes included; None: as the script gives them, for a job not stored yet)."""
-        aspect = Aspect.parse(options.aspect) if options.aspect else None
-        music = Path(options.music) if options.music else None
-        plan = plan_render(script, self.settings, aspect=aspect, voice=options.voice,
-                           title=options.title, captions=options.captions,
-                           music=music)  # fmt: skip
-        if records is None:
-            return plan
-        by_number = {s.number: s for s in records}
-        return dataclasses.replace(
-            plan, scenes=tuple(_with_record(s, by_number.get(s.number)) for s in plan.scenes)
-        )
+        return plan_job(self.settings, script, options, records)
 
     async def plan_for(self, job: Job, records: Sequence[SceneRecord] | None = None) -> RenderPlan:
         """A stored job's plan, from the store alone: its script, its options and its scene
@@ -470,12 +477,16 @@ class JobRunner:
             await self.store.set_state(job.id, JobState.RUNNING)
             job = await self.store.job(job.id)
             observer = self.observer_for(job)
-            await _quietly(observer.started(job))
-            async with asyncio.timeout(limit) as deadline:
-                await self._render_and_deliver(job, observer, recorder, meter)
+            if self.remote is None:
+                await _quietly(observer.started(job))
+            # Handed to the workers: the timeout starts when one of them starts it.
+            async with asyncio.timeout(limit if self.remote is None else None) as deadline:
+                await self._render_and_deliver(job, observer, recorder, meter, deadline)
         except asyncio.CancelledError:
             await recorder.flush()
             if job.id in self._cancelled_by:
+                if self.remote is not None:
+                    await self.remote.abort(job.id)
                 await self._finish(job.id, JobState.CANCELLED, error="cancelled")
                 if observer is not None:
                     by = self._cancelled_by[job.id]
@@ -494,14 +505,23 @@ class JobRunner:
             if not shutdown:  # the run is over: what it reserved is now what it requested
                 settle = self.admission.settle(job.id, admitted_by=admitted_by)
                 await _quietly(self.store.must_finish(settle))
+                if self.remote is not None:
+                    await _quietly(self.store.must_finish(self.remote.ended(job.id)))
             self._running.pop(job.id, None)
             self._cancelled_by.pop(job.id, None)
-            if not self._running:  # no render needs its artifacts right now
+            if self.remote is not None:  # the one evictor of the workers' shared cache
+                await _quietly(self._evict_around_active_jobs())
+            elif not self._running:  # no render needs its artifacts right now
                 self.cache.evict(self.settings.storage.cache_max_mb * 1024 * 1024)
             self._wake.set()
 
     async def _render_and_deliver(
-        self, job: Job, observer: JobObserver, recorder: _ArtifactRecorder, meter: ImageMeter
+        self,
+        job: Job,
+        observer: JobObserver,
+        recorder: _ArtifactRecorder,
+        meter: ImageMeter,
+        deadline: asyncio.Timeout,
     ) -> None:
         """Render the job's scenes (a review round: without the join) and deliver its video."""
 
@@ -517,8 +537,20 @@ class JobRunner:
         review_round = job.options.review and not all(r.approved for r in records)
         out = job_video(self.outputs, job.id)
         started = time.monotonic()
-        renderer = self.renderer(on_event, label=f"job {job.id}")
-        result = await renderer.render(plan, out, join=not review_round)
+        if self.remote is not None:
+
+            async def on_started() -> None:
+                nonlocal started
+                started = time.monotonic()
+                deadline.reschedule(asyncio.get_running_loop().time() + limit)
+                await _quietly(observer.started(job))
+
+            limit = self.settings.queue.job_timeout
+            result = await self.remote.render(job, records, out, join=not review_round,
+                                              on_started=on_started, on_event=on_event)  # fmt: skip
+        else:
+            renderer = self.renderer(on_event, label=f"job {job.id}")
+            result = await renderer.render(plan, out, join=not review_round)
         await recorder.flush()
         self._learn(len(plan.scenes), time.monotonic() - started, result)
         await self.store.save_events(job.id, _events_json(result.events))
@@ -558,6 +590,19 @@ class JobRunner:
 
     async def _finish(self, job_id: int, state: JobState, **values: str | None) -> None:
         await self.store.must_finish(self.store.set_state(job_id, state, **values))
+
+    async def _evict_around_active_jobs(self) -> None:
+        """Keep the shared cache under its cap while workers render: never an artifact that
+        a queued, running or in-review job refers to (its scenes' files, its music)."""
+        active = await self.store.jobs_in([JobState.QUEUED, JobState.RUNNING, JobState.REVIEW])
+        keep: set[Path] = set()
+        for job in active:
+            if job.options.music:
+                keep.add(Path(job.options.music).resolve())
+            for scene in await self.store.scenes(job.id):
+                keep.update(Path(p).resolve() for p in (scene.audio, scene.image, scene.clip)
+                            if p)  # fmt: skip
+        self.cache.evict(self.settings.storage.cache_max_mb * 1024 * 1024, keep=keep)
 
     def _learn(self, scenes: int, seconds: float, result: RenderResult) -> None:
         made = sum(1 for e in result.events if isinstance(e, SceneEvent)
@@ -622,7 +667,40 @@ def _not_reviewing(job: Job) -> str:
     return f"Job #{job.id} is not waiting for review (it is {job.state})."
 
 
-def _with_record(scene: ScenePlan, record: SceneRecord | None) -> ScenePlan:
+class SceneChoice(Protocol):
+    """What a job keeps of each scene's image: a store row, or a worker's copy of it."""
+
+    @property
+    def number(self) -> int: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def image_prompt(self) -> str: ...
+    @property
+    def negative_prompt(self) -> str: ...
+
+
+def plan_job(
+    settings: BotSettings,
+    script: Script,
+    options: JobOptions,
+    records: Sequence[SceneChoice] | None = None,
+) -> RenderPlan:
+    """A job's plan (`JobRunner.plan`; a worker of `[queue] backend = "arq"` makes the same)."""
+    aspect = Aspect.parse(options.aspect) if options.aspect else None
+    music = Path(options.music) if options.music else None
+    plan = plan_render(script, settings, aspect=aspect, voice=options.voice,
+                       title=options.title, captions=options.captions,
+                       music=music)  # fmt: skip
+    if records is None:
+        return plan
+    by_number = {s.number: s for s in records}
+    return dataclasses.replace(
+        plan, scenes=tuple(_with_record(s, by_number.get(s.number)) for s in plan.scenes)
+    )
+
+
+def _with_record(scene: ScenePlan, record: SceneChoice | None) -> ScenePlan:
     if record is None:
         return scene
     image = dataclasses.replace(

@@ -19,13 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .config import ImagesConfig
 
-__all__ = ["STOP_GRACE_MAX", "ImageSlot", "stop_grace", "wait_before_retry"]
+__all__ = ["STOP_GRACE_MAX", "ImageSlot", "check_each_attempt", "stop_grace", "wait_before_retry"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -50,9 +50,28 @@ _current: contextvars.ContextVar[_Work | None] = contextvars.ContextVar(
 )
 
 
+# Awaited before each further attempt of an image (after `wait_before_retry`): an image slot
+# shared with other hosts checks there that it still holds its lease (bot/remote/image_lease.py).
+_attempt_check: contextvars.ContextVar[Callable[[], Awaitable[None]] | None] = (
+    contextvars.ContextVar("reelbot_attempt_check", default=None)
+)
+
+
+def check_each_attempt(check: Callable[[], Awaitable[None]]) -> None:
+    """In an image's own task: await `check()` before each further attempt."""
+    _attempt_check.set(check)
+
+
 async def wait_before_retry(seconds: float) -> None:
     """An image provider's wait between two attempts. Under an `ImageSlot` whose render is
     gone, there is no next attempt: this raises CancelledError instead of waiting."""
+    await _wait_before_retry(seconds)
+    check = _attempt_check.get()
+    if check is not None:
+        await check()
+
+
+async def _wait_before_retry(seconds: float) -> None:
     work = _current.get()
     if work is None:
         await asyncio.sleep(seconds)

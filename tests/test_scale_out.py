@@ -1,0 +1,166 @@
+"""Render workers on arq and Redis (`[queue] backend = "arq"`), all real processes on loopback:
+
+    fake Discord ◄── the bot (python -m bot): enqueues, follows each run's Redis stream
+                     redis-server (appendonly, in tmp_path)
+    FakeTogether ◄── reelbot worker × 3: render, image slots as leases in Redis
+    (one key)        the shared [storage] data_dir
+
+Four jobs, one image at a time across every worker (the fake answers an overlapping request
+429 and counts it); one worker killed with -9 mid-render: its job is taken up by another,
+which finds the finished images in the shared cache; every video is delivered once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+
+from tests.botproc import (
+    BotProcess,
+    bot_env,
+    embed_of,
+    job_id_of,
+    progress_messages,
+    replies_to,
+    toml_text,
+)
+from tests.fakes.discord import (
+    AttachmentSpec,
+    FakeDiscord,
+    GuildSpec,
+    InjectedInteraction,
+    MemberSpec,
+    UserSpec,
+)
+from tests.fakes.speech import FakeSpeech
+from tests.fakes.together import FakeTogether
+from tests.media import ffprobe
+from tests.workerproc import WorkerProcess, running_redis
+
+JOBS = 4
+SCENES = 3
+LEASE_SECONDS = 5.0
+
+
+def script(job: int) -> str:
+    return f"# Job {job}\n" + "".join(
+        f"## {n}\nimage: job {job} scene {n}\nJob {job}, scene number {n}.\n"
+        for n in range(1, SCENES + 1)
+    )
+
+
+def arq_config(path: Path, guild: GuildSpec, redis_url: str) -> Path:
+    path.write_text(
+        toml_text(
+            {
+                "discord": {"guild_ids": [guild.id], "edit_interval": 0.3},
+                "queue": {"backend": "arq", "per_user_limit": JOBS, "max_concurrent_renders": 1},
+                "redis": {
+                    "url": redis_url,
+                    "lease_seconds": LEASE_SECONDS,
+                    "connect_timeout": 10.0,
+                },
+            }
+        )
+    )
+    return path
+
+
+def rendering(worker: WorkerProcess) -> set[int]:
+    """Jobs the worker's log says it started (and did not finish)."""
+    log = worker.output()
+    started = {int(n) for n in re.findall(r"job (\d+): rendering", log)}
+    return started - {int(n) for n in re.findall(r"job (\d+): (?:done|failed)", log)}
+
+
+async def test_three_workers_render_four_jobs_and_survive_a_kill_9(tmp_path: Path) -> None:
+    guild = GuildSpec(name="Studio", members=[MemberSpec(UserSpec("alice"))])
+    channel = guild.channels[0].id
+    async with (
+        running_redis(tmp_path / "redis") as redis,
+        FakeDiscord(guilds=[guild]) as fake,
+        FakeTogether(latency=0.4) as together,
+        FakeSpeech() as speech,
+    ):
+        config = arq_config(tmp_path / "config.toml", guild, redis.url)
+        env = bot_env(fake, together_url=together.base_url, speech_url=speech.base_url,
+                      data_dir=tmp_path / "shared")  # fmt: skip
+        bot = BotProcess(fake, config, env, tmp_path / "bot.log")
+        workers = [WorkerProcess(config, env, tmp_path / f"worker-{n}.log") for n in (1, 2, 3)]
+        try:
+            for worker in workers:
+                await worker.start()
+            await bot.start()
+            handles: list[InjectedInteraction] = []
+            for job in range(1, JOBS + 1):
+                attachment = AttachmentSpec(f"job{job}.md", script(job).encode())
+                handles.append(await fake.send_slash_command(
+                    "render", {"script": attachment}, member="alice"))  # fmt: skip
+            for handle in handles:
+                await handle.wait_followups(1, timeout=20)
+            jobs = [job_id_of(h) for h in handles]
+
+            # A worker is mid-render: one of its job's images is made, not all of them.
+            def victim() -> WorkerProcess | None:
+                made = {str(r.json["prompt"]) for r in together.requests if r.status == 200}
+                for worker in workers:
+                    for job in rendering(worker):
+                        own = {f"job {jobs.index(job) + 1} scene {n}"
+                               for n in range(1, SCENES + 1)}  # fmt: skip
+                        if 0 < len(own & made) < SCENES:
+                            return worker
+                return None
+
+            killed = await fake.wait_for(victim, 90, "a worker in the middle of a render")
+            await killed.kill9()
+
+            def delivered() -> bool:
+                return all(
+                    replies_to(fake, channel, p.id)
+                    and "**Done**" in str(embed_of(p.revisions[-1]).get("description", ""))
+                    for job in jobs
+                    for p in progress_messages(fake, channel, job)
+                ) and all(progress_messages(fake, channel, job) for job in jobs)
+
+            await fake.wait_for(delivered, 180, "every video to be delivered")
+        except BaseException:
+            for process in (bot, *workers):
+                print(f"---- {process.log.name} ----")
+                print(process.stderr() if isinstance(process, BotProcess) else process.output())
+            raise
+        finally:
+            await bot.stop()
+            for worker in workers:
+                await worker.stop()
+
+        # Zero overlapping image requests: one key, one slot, shared through Redis leases.
+        assert together.overlaps == 0
+        finished = sorted((r for r in together.requests if r.t_end is not None),
+                          key=lambda r: r.t_start)  # fmt: skip
+        for before, after in itertools.pairwise(finished):
+            assert before.t_end is not None and after.t_start >= before.t_end, after.json
+        # Each image asked for once, but the one in flight at the kill: at most scenes + 1.
+        prompts = [str(r.json["prompt"]) for r in together.requests]
+        assert len(prompts) <= JOBS * SCENES + 1, sorted(prompts)
+        assert set(prompts) == {f"job {j} scene {n}" for j in range(1, JOBS + 1)
+                                for n in range(1, SCENES + 1)}  # fmt: skip
+        for job in range(1, JOBS + 1):
+            own = [p for p in prompts if p.startswith(f"job {job} ")]
+            assert len(own) <= SCENES + 1, own
+        # Every video once: one progress message and one reply with one video per job.
+        for job in jobs:
+            [progress] = progress_messages(fake, channel, job)
+            [reply] = replies_to(fake, channel, progress.id)
+            [upload] = [u for u in fake.uploads if u.message_id == reply.id]
+            video = tmp_path / f"video-{job}.mp4"
+            video.write_bytes(upload.data)
+            assert ffprobe(video).duration > SCENES
+        assert len([u for u in fake.uploads if u.filename.endswith(".mp4")]) == JOBS
+        # The killed worker's job went to another worker.
+        others = "".join(w.output() for w in workers if w is not killed)
+        assert "(attempt 2)" in others
+        assert "Traceback" not in bot.stderr(), bot.stderr()
+        for worker in workers:
+            assert "Traceback" not in worker.output(), worker.output()
+        assert fake.unhandled == [] and fake.server_errors == []
