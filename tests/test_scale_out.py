@@ -125,9 +125,9 @@ async def test_three_workers_render_four_jobs_and_survive_a_kill_9(tmp_path: Pat
 
             await fake.wait_for(delivered, 180, "every video to be delivered")
         except BaseException:
-            for process in (bot, *workers):
-                print(f"---- {process.log.name} ----")
-                print(process.stderr() if isinstance(process, BotProcess) else process.output())
+            print(f"---- bot ----\n{bot.stderr()}")
+            for worker in workers:
+                print(f"---- {worker.log.name} ----\n{worker.output()}")
             raise
         finally:
             await bot.stop()
