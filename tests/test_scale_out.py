@@ -164,3 +164,92 @@ async def test_three_workers_render_four_jobs_and_survive_a_kill_9(tmp_path: Pat
         for worker in workers:
             assert "Traceback" not in worker.output(), worker.output()
         assert fake.unhandled == [] and fake.server_errors == []
+
+
+async def test_the_bot_restarts_cancels_and_outlives_a_redis_restart(tmp_path: Path) -> None:
+    """The bot killed with -9 mid-render: the worker goes on, and the restarted bot reads the
+    run's stream on from where it was, in the same progress message, and posts the video once.
+    /cancel stops a job on the worker. Redis restarted (append-only) loses no queued job."""
+    guild = GuildSpec(name="Studio", members=[MemberSpec(UserSpec("alice"))])
+    channel = guild.channels[0].id
+    async with (
+        running_redis(tmp_path / "redis") as redis,
+        FakeDiscord(guilds=[guild]) as fake,
+        FakeTogether(latency=0.2) as together,
+        FakeSpeech() as speech,
+    ):
+        config = arq_config(tmp_path / "config.toml", guild, redis.url)
+        env = bot_env(
+            fake, together_url=together.base_url, speech_url=speech.base_url,
+            data_dir=tmp_path / "shared",
+            # Slow clips, one at a time: the render is surely caught encoding.
+            extra={"REELBOT_VIDEO__PAD_SECONDS": "3", "REELBOT_VIDEO__ENCODERS": "1"},
+        )  # fmt: skip
+        bots = [BotProcess(fake, config, env, tmp_path / f"bot-{n}.log") for n in (1, 2)]
+        worker = WorkerProcess(config, env, tmp_path / "worker.log")
+        try:
+            await bots[0].start()
+            # Redis restarts with a job queued and no worker yet: the job is still there.
+            first = await fake.send_slash_command(
+                "render", {"script": AttachmentSpec("a.md", script(1).encode())}, member="alice"
+            )
+            await first.wait_followups(1, timeout=20)
+            job = job_id_of(first)
+            await fake.wait_for(lambda: "job 1: handed to the workers" in bots[0].stderr()
+                                or None, 20, "the job in arq's queue")  # fmt: skip
+            await redis.stop()
+            await redis.start()
+            await worker.start()
+            [progress] = await fake.wait_for(lambda: progress_messages(fake, channel, job), 10)
+
+            def encoding() -> bool:
+                description = str(embed_of(progress.revisions[-1]).get("description", ""))
+                return "🔄" in description and len(together.requests) == SCENES
+
+            await fake.wait_for(encoding, 90, "the first job's clips encoding")
+            await bots[0].kill9()
+            edits = len(progress.revisions)
+            await bots[1].start()
+            [reply] = await fake.wait_for(lambda: replies_to(fake, channel, progress.id), 120)
+            await fake.wait_for(lambda: "**Done**" in str(embed_of(progress.revisions[-1])))
+            assert len(progress.revisions) > edits  # the same message, continued
+
+            # /cancel reaches a job the worker is rendering.
+            second = await fake.send_slash_command(
+                "render", {"script": AttachmentSpec("b.md", script(2).encode())}, member="alice"
+            )
+            await second.wait_followups(1, timeout=20)
+            other = job_id_of(second)
+            await fake.wait_for(lambda: f"job {other}: rendering" in worker.output() or None,
+                                60, "the worker to take the second job")  # fmt: skip
+            cancel = await fake.send_slash_command("cancel", {"job": other}, member="alice")
+            assert f"Cancelled job #{other}" in (await cancel.wait_followups(1))[0].content
+            await fake.wait_for(lambda: f"job {other}: stopped" in worker.output() or None, 20,
+                                "the worker to stop the render")  # fmt: skip
+        except BaseException:
+            for bot in bots:
+                print(f"---- {bot.log.name} ----\n{bot.stderr()}")
+            print(f"---- worker ----\n{worker.output()}")
+            raise
+        finally:
+            for bot in bots:
+                await bot.stop()
+            await worker.stop()
+
+        # The first job was rendered once, by attempt 1 (Redis kept it), and posted once.
+        assert "job 1: rendering (attempt 1)" in worker.output()
+        assert "attempt 2" not in worker.output()
+        assert sorted(str(r.json["prompt"]) for r in together.requests
+                      if str(r.json["prompt"]).startswith("job 1 ")) == [
+            f"job 1 scene {n}" for n in range(1, SCENES + 1)
+        ]  # fmt: skip
+        [upload] = [u for u in fake.uploads if u.message_id == reply.id]
+        assert [u for u in fake.uploads if u.filename.endswith(".mp4")] == [upload]
+        video = tmp_path / "video.mp4"
+        video.write_bytes(upload.data)
+        assert ffprobe(video).duration > SCENES
+        assert progress_messages(fake, channel, job) == [progress]
+        for bot in bots:
+            assert "Traceback" not in bot.stderr(), bot.stderr()
+        assert "Traceback" not in worker.output()
+        assert fake.unhandled == [] and fake.server_errors == []

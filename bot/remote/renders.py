@@ -65,7 +65,7 @@ class RemoteRenders:
 
     async def close(self) -> None:
         if self._redis is not None:
-            await self._redis.close(close_connection_pool=True)
+            await self._redis.aclose(close_connection_pool=True)
             self._redis = None
 
     @property
@@ -97,19 +97,34 @@ class RemoteRenders:
                 out=str(out), join=join,
             )  # fmt: skip
 
-        await self._enqueue(order(run))
-        follower = _Follower(self, run, on_started, on_event)
+        follower: _Follower | None = None
+        queued = False
+        unreachable = False
         while True:
-            outcome = await follower.read()
-            if outcome is not None:
-                return outcome
-            if await follower.lapsed():
-                run = await runs.next_attempt(self.store, run)
-                log.warning("job %d: its worker stopped answering; handing it to another "
-                            "worker (attempt %d)", job.id, run.attempt)  # fmt: skip
-                await self._abort_attempt(follower.run)
-                follower.run = run
-                await self._enqueue(order(run))
+            try:
+                if not queued:
+                    await self._enqueue(order(run))
+                    queued = True
+                if follower is None:
+                    follower = _Follower(self, run, on_started, on_event)
+                outcome = await follower.read()
+                if outcome is not None:
+                    return outcome
+                if await follower.lapsed():
+                    run = await runs.next_attempt(self.store, run)
+                    log.warning("job %d: its worker stopped answering; handing it to another "
+                                "worker (attempt %d)", job.id, run.attempt)  # fmt: skip
+                    await self._abort_attempt(follower.run)
+                    follower.run = run
+                    queued = False
+                unreachable = False
+            except (OSError, RedisError) as exc:  # Redis restarting: the job waits, then goes on
+                if not unreachable:
+                    log.warning("job %d: Redis cannot be reached (%s); retrying", job.id, exc)
+                    unreachable = True
+                if follower is not None:  # no sign of life was to be had: not a lapse
+                    follower.seen = asyncio.get_running_loop().time()
+                await asyncio.sleep(READ_BLOCK)
 
     async def abort(self, job_id: int) -> None:
         """Stop the job's run wherever it is (queued in arq, or rendering on a worker)."""
@@ -190,6 +205,7 @@ class _Follower:
         if kind == "started":
             await self._started()
         elif kind == "event":
+            await self._started()  # a restarted bot may have read "started" before it stopped
             self.on_event(event_from_dict(message["event"]))
         elif kind == "failed":
             raise RemoteRenderFailed(str(message.get("reason", "the render failed")))

@@ -198,11 +198,13 @@ class WorkerRenders:
             plan = plan_job(self.settings, script, options, order.scenes)
             result = await renderer.render(plan, Path(order.out), join=order.join)
             stream.send({"kind": "done", "result": result_to_dict(result)})
+            log.info("job %d: done (attempt %d)", order.job, order.attempt)
             return "done"
         except asyncio.CancelledError:
             if heartbeat.lost:
                 log.warning("job %d: another worker has its run now; stopped", order.job)
             else:  # aborted (/cancel) or this worker is stopping: the bot decides
+                log.info("job %d: stopped (attempt %d)", order.job, order.attempt)
                 stream.send({"kind": "stopped"})
             raise
         except ReelbotError as exc:
