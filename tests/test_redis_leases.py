@@ -4,6 +4,7 @@ that cannot reach Redis."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -46,7 +47,7 @@ async def test_one_holder_per_slot_across_slots_sharing_redis(redis: ArqRedis) -
         return n
 
     made = await asyncio.gather(
-        *(slots[n % 3].run(lambda n=n: image(n), name=f"image {n}") for n in range(12))
+        *(slots[n % 3].run(functools.partial(image, n), name=f"image {n}") for n in range(12))
     )
     assert sorted(made) == list(range(12))
     assert most == 1
