@@ -181,6 +181,7 @@ class JobRunner:
             from .remote.renders import RemoteRenders
 
             self.remote = RemoteRenders(settings, store)
+        self._rendering: set[int] = set()  # jobs a worker has started (backend "arq")
 
     # ------------------------------------------------------------ life cycle
 
@@ -279,7 +280,13 @@ class JobRunner:
     async def queue(self) -> list[QueueEntry]:
         """Active jobs in the order they will finish, with an estimate for each."""
         jobs = await self.store.jobs_in([JobState.RUNNING, JobState.QUEUED])
-        jobs.sort(key=lambda j: (j.state is not JobState.RUNNING, j.id))
+
+        def running(job: Job) -> bool:  # handed to the workers is not yet rendering
+            return job.state is JobState.RUNNING and (
+                self.remote is None or job.id in self._rendering
+            )
+
+        jobs.sort(key=lambda j: (not running(j), j.id))
         slots = self.settings.queue.max_concurrent_renders
         entries: list[QueueEntry] = []
         finish_times = [0.0] * slots
@@ -288,7 +295,7 @@ class JobRunner:
         for job in jobs:
             length = job.scene_count * self._seconds_per_scene
             slot = finish_times.index(min(finish_times))
-            if job.state is JobState.RUNNING:
+            if running(job):
                 remaining = max(5.0, length - (now - (job.started_at or now)))
                 position = 0
             else:
@@ -508,6 +515,7 @@ class JobRunner:
                 if self.remote is not None:
                     await _quietly(self.store.must_finish(self.remote.ended(job.id)))
             self._running.pop(job.id, None)
+            self._rendering.discard(job.id)
             self._cancelled_by.pop(job.id, None)
             if self.remote is not None:  # the one evictor of the workers' shared cache
                 await _quietly(self._evict_around_active_jobs())
@@ -542,6 +550,7 @@ class JobRunner:
             async def on_started() -> None:
                 nonlocal started
                 started = time.monotonic()
+                self._rendering.add(job.id)
                 deadline.reschedule(asyncio.get_running_loop().time() + limit)
                 await _quietly(observer.started(job))
 

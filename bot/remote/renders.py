@@ -209,6 +209,8 @@ class _Follower:
             self.on_event(event_from_dict(message["event"]))
         elif kind == "failed":
             raise RemoteRenderFailed(str(message.get("reason", "the render failed")))
+        elif kind == "stopped":  # its worker is stopping: another may take it at once
+            self.seen = float("-inf")
         return None
 
     async def _started(self) -> None:
