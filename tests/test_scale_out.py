@@ -12,6 +12,7 @@ which finds the finished images in the shared cache; every video is delivered on
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 from pathlib import Path
@@ -31,6 +32,7 @@ from tests.fakes.discord import (
     GuildSpec,
     InjectedInteraction,
     MemberSpec,
+    RecordedMessage,
     UserSpec,
 )
 from tests.fakes.speech import FakeSpeech
@@ -65,6 +67,19 @@ def arq_config(path: Path, guild: GuildSpec, redis_url: str) -> Path:
         )
     )
     return path
+
+
+async def in_state(fake: FakeDiscord, job: int, state: str, timeout: float = 60) -> None:
+    """Until /status says the job is in `state` (the store's word, not a message's)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        status = await fake.send_slash_command("status", {"job": job}, member="alice")
+        embed = (await status.wait_response(timeout=10)).data["embeds"][0]
+        if {f["name"]: f["value"] for f in embed["fields"]}["State"].endswith(f" {state}"):
+            return
+        assert loop.time() < deadline, embed
+        await asyncio.sleep(0.2)  # poll interval, under the deadline above
 
 
 def rendering(worker: WorkerProcess) -> set[int]:
@@ -252,4 +267,88 @@ async def test_the_bot_restarts_cancels_and_outlives_a_redis_restart(tmp_path: P
         for bot in bots:
             assert "Traceback" not in bot.stderr(), bot.stderr()
         assert "Traceback" not in worker.output()
+        assert fake.unhandled == [] and fake.server_errors == []
+
+
+async def test_regenerate_reaches_a_worker_and_review_delivers_through_it(tmp_path: Path) -> None:
+    """Scene review with the renders on a worker: Regenerate makes the scene's new image
+    there (one new request, a new seed), and Approve all joins and posts the video."""
+    guild = GuildSpec(name="Studio", members=[MemberSpec(UserSpec("alice"))])
+    channel = guild.channels[0].id
+    async with (
+        running_redis(tmp_path / "redis") as redis,
+        FakeDiscord(guilds=[guild]) as fake,
+        FakeTogether() as together,
+        FakeSpeech() as speech,
+    ):
+        config = arq_config(tmp_path / "config.toml", guild, redis.url)
+        env = bot_env(fake, together_url=together.base_url, speech_url=speech.base_url,
+                      data_dir=tmp_path / "shared")  # fmt: skip
+        bot = BotProcess(fake, config, env, tmp_path / "bot.log")
+        worker = WorkerProcess(config, env, tmp_path / "worker.log")
+        try:
+            await worker.start()
+            await bot.start()
+            handle = await fake.send_slash_command(
+                "render",
+                {"script": AttachmentSpec("r.md", script(1).encode()), "review": True},
+                member="alice",
+            )
+            await handle.wait_followups(1, timeout=20)
+            job = job_id_of(handle)
+            [progress] = await fake.wait_for(lambda: progress_messages(fake, channel, job), 10)
+            thread = await fake.wait_for(lambda: fake.threads.get(progress.id), 60, "the thread")
+
+            def scene(number: int) -> RecordedMessage | None:
+                return next((m for m in fake.messages.get(thread.id, [])
+                             if m.embeds and m.embeds[0].get("title") == f"Scene {number}"),
+                            None)  # fmt: skip
+
+            def buttons(message: RecordedMessage) -> list[str]:
+                return [str(c["custom_id"]) for row in message.components
+                        for c in row.get("components", [])]  # fmt: skip
+
+            def review_ready() -> bool:
+                return f"reelbot:approve-all:{job}" in buttons(progress)
+
+            await fake.wait_for(review_ready, 60, "the scenes to wait for review")
+            second = scene(2)
+            assert second is not None
+            [regen] = [c for c in buttons(second) if c.startswith("reelbot:regen:")]
+            before = len(together.requests)
+            clicked = await fake.click_button(second, regen, member="alice")
+            await clicked.wait_response(timeout=10)
+
+            def version_2() -> bool:
+                fields = {f["name"]: str(f["value"]) for f in second.embeds[0].get("fields", [])}
+                return fields.get("Version") == "2"
+
+            await fake.wait_for(version_2, 60, "scene 2's version 2 from the worker")
+            await fake.wait_for(lambda: worker.output().count(f"job {job}: done") == 2, 60,
+                                "the second review round to end")  # fmt: skip
+            await in_state(fake, job, "review")
+            await fake.wait_for(review_ready, 60, "the Approve all button again")
+            [old] = [r for r in together.requests[:before] if r.json["prompt"] == "job 1 scene 2"]
+            [again] = together.requests[before:]
+            assert again.json["prompt"] == "job 1 scene 2"
+            assert again.json["seed"] != old.json["seed"]
+            approve = await fake.click_button(progress, f"reelbot:approve-all:{job}",
+                                              member="alice")  # fmt: skip
+            await approve.wait_response(timeout=10)
+            [reply] = await fake.wait_for(lambda: replies_to(fake, channel, progress.id), 90)
+        except BaseException:
+            print(f"---- bot ----\n{bot.stderr()}\n---- worker ----\n{worker.output()}")
+            raise
+        finally:
+            await bot.stop()
+            await worker.stop()
+
+        # Three runs on the worker (review round, scene 2 again, the join); four images.
+        assert worker.output().count(f"job {job}: done") == 3
+        assert len(together.requests) == SCENES + 1
+        [upload] = [u for u in fake.uploads if u.message_id == reply.id]
+        video = tmp_path / "video.mp4"
+        video.write_bytes(upload.data)
+        assert ffprobe(video).duration > SCENES
+        assert "Traceback" not in bot.stderr() and "Traceback" not in worker.output()
         assert fake.unhandled == [] and fake.server_errors == []
