@@ -352,3 +352,54 @@ async def test_regenerate_reaches_a_worker_and_review_delivers_through_it(tmp_pa
         assert ffprobe(video).duration > SCENES
         assert "Traceback" not in bot.stderr() and "Traceback" not in worker.output()
         assert fake.unhandled == [] and fake.server_errors == []
+
+
+async def test_a_job_redis_forgot_is_queued_again_from_the_store(tmp_path: Path) -> None:
+    """Redis loses everything (restarted without its append-only file) while a job waits for a
+    worker: the bot, whose store still has the job, puts it in the queue again."""
+    guild = GuildSpec(name="Studio", members=[MemberSpec(UserSpec("alice"))])
+    channel = guild.channels[0].id
+    async with (
+        running_redis(tmp_path / "redis") as redis,
+        FakeDiscord(guilds=[guild]) as fake,
+        FakeTogether() as together,
+        FakeSpeech() as speech,
+    ):
+        config = arq_config(tmp_path / "config.toml", guild, redis.url)
+        env = bot_env(fake, together_url=together.base_url, speech_url=speech.base_url,
+                      data_dir=tmp_path / "shared")  # fmt: skip
+        bot = BotProcess(fake, config, env, tmp_path / "bot.log")
+        worker = WorkerProcess(config, env, tmp_path / "worker.log")
+        try:
+            await bot.start()
+            handle = await fake.send_slash_command(
+                "render", {"script": AttachmentSpec("a.md", script(1).encode())}, member="alice"
+            )
+            await handle.wait_followups(1, timeout=20)
+            job = job_id_of(handle)
+            await fake.wait_for(lambda: f"job {job}: handed to the workers" in bot.stderr()
+                                or None, 20, "the job in arq's queue")  # fmt: skip
+            await redis.stop()
+            for file in (tmp_path / "redis").rglob("*"):
+                if file.is_file() and file.name != "redis.log":
+                    file.unlink()
+            await redis.start()
+            await worker.start()
+            [progress] = await fake.wait_for(lambda: progress_messages(fake, channel, job), 10)
+            [reply] = await fake.wait_for(lambda: replies_to(fake, channel, progress.id), 90)
+        except BaseException:
+            print(f"---- bot ----\n{bot.stderr()}\n---- worker ----\n{worker.output()}")
+            raise
+        finally:
+            await bot.stop()
+            await worker.stop()
+
+        assert f"job {job}: neither rendering nor queued" in bot.stderr()  # queued again
+        assert f"job {job}: rendering (attempt 2)" in worker.output()
+        assert "(attempt 1)" not in worker.output()
+        assert len(together.requests) == SCENES
+        [upload] = [u for u in fake.uploads if u.message_id == reply.id]
+        video = tmp_path / "video.mp4"
+        video.write_bytes(upload.data)
+        assert ffprobe(video).duration > SCENES
+        assert "Traceback" not in bot.stderr() and "Traceback" not in worker.output()

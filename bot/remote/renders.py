@@ -112,8 +112,9 @@ class RemoteRenders:
                     return outcome
                 if await follower.lapsed():
                     run = await runs.next_attempt(self.store, run)
-                    log.warning("job %d: its worker stopped answering; handing it to another "
-                                "worker (attempt %d)", job.id, run.attempt)  # fmt: skip
+                    log.warning("job %d: neither rendering nor queued (its worker stopped "
+                                "answering, or Redis lost it); queued again as attempt %d",
+                                job.id, run.attempt)  # fmt: skip
                     await self._abort_attempt(follower.run)
                     follower.run = run
                     queued = False
