@@ -171,4 +171,4 @@ async def connect(config: RedisConfig, who: str) -> ArqRedis:
 
 def _why(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:200]
+    return text[:200].rstrip(".")
