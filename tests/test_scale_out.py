@@ -17,6 +17,8 @@ import itertools
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.botproc import (
     BotProcess,
     bot_env,
@@ -38,7 +40,7 @@ from tests.fakes.discord import (
 from tests.fakes.speech import FakeSpeech
 from tests.fakes.together import FakeTogether
 from tests.media import ffprobe
-from tests.workerproc import WorkerProcess, running_redis
+from tests.workerproc import WorkerProcess, free_port, running_redis
 
 JOBS = 4
 SCENES = 3
@@ -403,3 +405,21 @@ async def test_a_job_redis_forgot_is_queued_again_from_the_store(tmp_path: Path)
         video.write_bytes(upload.data)
         assert ffprobe(video).duration > SCENES
         assert "Traceback" not in bot.stderr() and "Traceback" not in worker.output()
+
+
+async def test_the_bot_without_its_redis_says_so_and_stops(tmp_path: Path) -> None:
+    guild = GuildSpec(name="Studio", members=[MemberSpec(UserSpec("alice"))])
+    async with FakeDiscord(guilds=[guild]) as fake, FakeTogether() as together:
+        url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+        config = arq_config(tmp_path / "config.toml", guild, url)
+        config.write_text(config.read_text().replace("connect_timeout = 10.0",
+                                                     "connect_timeout = 1.0"))  # fmt: skip
+        env = bot_env(fake, together_url=together.base_url, speech_url=together.base_url,
+                      data_dir=tmp_path / "data")  # fmt: skip
+        bot = BotProcess(fake, config, env, tmp_path / "bot.log")
+        with pytest.raises(RuntimeError, match="the bot exited"):
+            await bot.start()
+        await bot.stop()
+    last = bot.stderr().strip().splitlines()[-1]
+    assert last.startswith("error: the bot cannot reach Redis at 127.0.0.1:"), bot.stderr()
+    assert "hunter2" not in bot.stderr() and "Traceback" not in bot.stderr()
