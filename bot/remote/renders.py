@@ -15,11 +15,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from arq.connections import ArqRedis
+from arq.constants import abort_jobs_ss
 from arq.jobs import Job as ArqJob
 from arq.jobs import JobStatus
 from redis.exceptions import RedisError
@@ -134,13 +136,16 @@ class RemoteRenders:
             await self._abort_attempt(await runs.run_of(self.store, job_id))
 
     async def ended(self, job_id: int) -> None:
-        """The run is over (its outcome recorded): forget it, here and in Redis."""
-        rows = await self.store.fetch("SELECT run FROM remote_runs WHERE job_id = ?", (job_id,))
+        """The run is over (its outcome recorded): forget it, here and in Redis; an attempt
+        still waiting in arq's queue (the run failed or timed out meanwhile) never starts."""
+        rows = await self.store.fetch("SELECT 1 FROM remote_runs WHERE job_id = ?", (job_id,))
+        if not rows:
+            return
+        run = await runs.run_of(self.store, job_id)
+        await self._abort_attempt(run)
         await runs.forget(self.store, job_id)
-        if rows:
-            run = str(rows[0][0])
-            with contextlib.suppress(OSError, RedisError):
-                await self.redis.delete(events_key(run), attempt_key(run))
+        with contextlib.suppress(OSError, RedisError):
+            await self.redis.delete(events_key(run.run), attempt_key(run.run))
 
     async def _enqueue(self, order: RenderOrder) -> None:
         await self.redis.set(attempt_key(order.run), order.attempt)
@@ -153,9 +158,12 @@ class RemoteRenders:
             log.info("job %d: handed to the workers (%s)", order.job, order.arq_id)
 
     async def _abort_attempt(self, run: RemoteRun) -> None:
-        arq_job = ArqJob(f"{run.run}.{run.attempt}", self.redis, _queue_name=QUEUE)
+        """arq's abort without waiting for its outcome (`Job.abort` minus the wait): a worker
+        cancels it if it runs it, and drops it if it is still queued."""
         with contextlib.suppress(OSError, RedisError):
-            await arq_job.abort(timeout=0)
+            await self.redis.zadd(
+                abort_jobs_ss, {f"{run.run}.{run.attempt}": int(time.time() * 1000)}
+            )
 
 
 class _Follower:
@@ -210,8 +218,7 @@ class _Follower:
             self.on_event(event_from_dict(message["event"]))
         elif kind == "failed":
             raise RemoteRenderFailed(str(message.get("reason", "the render failed")))
-        elif kind == "stopped":  # its worker is stopping: another may take it at once
-            self.seen = float("-inf")
+
         return None
 
     async def _started(self) -> None:
