@@ -556,7 +556,8 @@ class JobRunner:
 
             limit = self.settings.queue.job_timeout
             result = await self.remote.render(job, records, out, join=not review_round,
-                                              on_started=on_started, on_event=on_event)  # fmt: skip
+                                              on_started=on_started, on_event=on_event,
+                                              on_replay=observer.event)  # fmt: skip
         else:
             renderer = self.renderer(on_event, label=f"job {job.id}")
             result = await renderer.render(plan, out, join=not review_round)

@@ -13,14 +13,17 @@ which finds the finished images in the shared cache; every video is delivered on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import re
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from tests.botproc import (
     BotProcess,
+    all_done,
     bot_env,
     embed_of,
     job_id_of,
@@ -266,6 +269,14 @@ async def test_the_bot_restarts_cancels_and_outlives_a_redis_restart(tmp_path: P
         video.write_bytes(upload.data)
         assert ffprobe(video).duration > SCENES
         assert progress_messages(fake, channel, job) == [progress]
+        assert all_done(progress.revisions[-1])
+        # No event was lost across the kill: the bot records each scene's artifacts from the
+        # events it reads (those after the kill, read by the second bot, included).
+        with contextlib.closing(sqlite3.connect(tmp_path / "shared" / "bot.sqlite3")) as db:
+            rows = db.execute("SELECT audio, image, clip FROM scenes WHERE job_id = ?",
+                              (job,)).fetchall()  # fmt: skip
+            assert len(rows) == SCENES and all(all(row) for row in rows), rows
+            assert db.execute("SELECT count(*) FROM remote_runs").fetchone() == (0,)
         for bot in bots:
             assert "Traceback" not in bot.stderr(), bot.stderr()
         assert "Traceback" not in worker.output()

@@ -85,9 +85,12 @@ class RemoteRenders:
         join: bool,
         on_started: Callable[[], Awaitable[None]],
         on_event: Callable[[ProgressEvent], None],
+        on_replay: Callable[[ProgressEvent], None],
     ) -> RenderResult:
         """Run the job on a worker; `on_started` once a worker has it, `on_event` for each of
-        its progress events. Raises RemoteRenderFailed with the worker's reason."""
+        its progress events. A bot that restarted mid-run first gets the events it had
+        already read through `on_replay` (to draw them again, not to count them again).
+        Raises RemoteRenderFailed with the worker's reason."""
         run = await runs.run_of(self.store, job.id)
         scenes = [SceneChoiceCopy(r.number, r.seed, r.image_prompt, r.negative_prompt)
                   for r in records]  # fmt: skip
@@ -109,6 +112,7 @@ class RemoteRenders:
                     queued = True
                 if follower is None:
                     follower = _Follower(self, run, on_started, on_event)
+                    await follower.replay(on_replay)
                 outcome = await follower.read()
                 if outcome is not None:
                     return outcome
@@ -185,6 +189,19 @@ class _Follower:
         self.last = run.last_event
         self.lease = renders.settings.redis.lease_seconds
         self.seen = asyncio.get_running_loop().time()  # the run's last sign of life
+
+    async def replay(self, on_replay: Callable[[ProgressEvent], None]) -> None:
+        """The current attempt's events up to the last one read (none for a new run)."""
+        if self.last == "0-0":
+            return
+        messages = [json.loads(fields[b"m"]) for _, fields in
+                    await self.redis.xrange(events_key(self.run.run), "-", self.last)]  # fmt: skip
+        ours = [m for m in messages if m.get("attempt") == self.run.attempt]
+        if any(m.get("kind") in ("started", "event") for m in ours):
+            await self._started()
+        for message in ours:
+            if message.get("kind") == "event":
+                on_replay(event_from_dict(message["event"]))
 
     async def read(self) -> RenderResult | None:
         """Messages up to now (waiting at most READ_BLOCK); the result once it comes."""
