@@ -349,6 +349,8 @@ async def test_regenerate_reaches_a_worker_and_review_delivers_through_it(tmp_pa
                                               member="alice")  # fmt: skip
             await approve.wait_response(timeout=10)
             [reply] = await fake.wait_for(lambda: replies_to(fake, channel, progress.id), 90)
+            assert await worker.stop() == 0  # SIGTERM: a graceful stop
+            assert worker.output().strip().endswith("stopped")
         except BaseException:
             print(f"---- bot ----\n{bot.stderr()}\n---- worker ----\n{worker.output()}")
             raise

@@ -125,9 +125,9 @@ async def run_worker(settings: BotSettings) -> None:
                 log.info("worker %s: taking renders from %s", name, redis_where(settings.redis))
                 try:
                     await worker.async_run()
-                    return
+                    break
                 except asyncio.CancelledError:  # SIGTERM/SIGINT: arq cancels its main task
-                    return
+                    break
                 except (OSError, RedisError) as exc:
                     log.warning("worker %s lost Redis (%s); reconnecting", name, exc)
                 finally:
