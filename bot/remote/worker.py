@@ -173,7 +173,8 @@ class WorkerRenders:
             log.info("job %d: attempt %d was replaced by attempt %s; skipping it",
                      order.job, order.attempt, current.decode())  # fmt: skip
             return "replaced"
-        stream = _Stream(self.redis, events_key(order.run), order.attempt)
+        stream = _Stream(self.redis, events_key(order.run), order.attempt,
+                         self.settings.redis.connect_timeout)  # fmt: skip
         heartbeat = _Heartbeat(self, order)
         await heartbeat.take()
         render = asyncio.current_task()
@@ -225,10 +226,11 @@ class WorkerRenders:
 class _Stream:
     """The run's event stream: messages XADDed in order by one writer task."""
 
-    def __init__(self, redis: ArqRedis, key: str, attempt: int) -> None:
+    def __init__(self, redis: ArqRedis, key: str, attempt: int, patience: float) -> None:
         self.redis = redis
         self.key = key
         self.attempt = attempt
+        self.patience = patience  # seconds to keep trying while Redis cannot be reached
         self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._writer = asyncio.create_task(self._write(), name=f"{key} writer")
 
@@ -244,14 +246,19 @@ class _Stream:
             await asyncio.shield(self._writer)
 
     async def _write(self) -> None:
+        loop = asyncio.get_running_loop()
         while (message := await self._queue.get()) is not None:
             data = json.dumps(message, ensure_ascii=False)
+            give_up = loop.time() + self.patience
             while True:
                 try:
                     await self.redis.xadd(self.key, {"m": data})
                     await self.redis.expire(self.key, STREAM_DAYS * 86400)
                     break
                 except (OSError, RedisError) as exc:  # Redis restarting: keep the order
+                    if loop.time() > give_up:  # the bot gives the run to another worker
+                        log.error("gave up sending events to %s: %s", self.key, exc)
+                        return
                     log.warning("cannot send an event to %s (%s); retrying", self.key, exc)
                     await asyncio.sleep(1.0)
 
