@@ -16,8 +16,8 @@ request waiting fail with one message naming each variable and why it is out; th
 (a later render) tries every key again, as a lone key always is.
 
 Who holds which slot is behind a small interface, `KeyPool` (acquire in job order, take a key
-out): `LocalKeys` keeps it in this process; a pool shared by several hosts (leases in Redis)
-implements the same two methods.
+out): `LocalKeys` keeps it in this process; `RedisKeys` (bot/remote/image_lease.py), the pool
+shared by the workers of several hosts, implements the same two methods with leases in Redis.
 
 Abandoned work. A paid image service such as Together.ai goes on generating after the client
 hangs up, and counts that request against the account's concurrency until it is done: hanging

@@ -227,3 +227,28 @@ async def test_a_worker_refuses_a_local_backend_config(tmp_path: Path) -> None:
     assert await worker.wait(60) == 2
     [line] = worker.output().strip().splitlines()
     assert line.startswith('error: a worker renders for `[queue] backend = "arq"`')
+
+
+async def test_a_workers_waiting_requests_are_served_in_job_order(redis: ArqRedis) -> None:
+    """While another worker holds the key's slot, this worker's requests wait; they are then
+    served by job order, not by arrival (the first to arrive gives way to earlier jobs)."""
+    holder = ImageLeases(redis, "TOGETHER_API_KEY", 1, ttl=60)
+    lease = await holder.acquire()
+    slot = slot_on(redis, ttl=60)
+    served: list[int] = []
+
+    async def image(job: int, _: ImageKey) -> None:
+        served.append(job)
+
+    waiting = [
+        asyncio.create_task(slot.run(functools.partial(image, job), name=f"job {job}", order=job))
+        for job in (3, 1, 2)
+    ]
+    for _ in range(200):  # each has arrived: one looks for a slot, two wait behind it
+        if slot.keys.waiting == 2:  # type: ignore[attr-defined]
+            break
+        await asyncio.sleep(0.01)
+    assert slot.keys.waiting == 2  # type: ignore[attr-defined]
+    await holder.release(lease)
+    await asyncio.gather(*waiting)
+    assert served == [1, 2, 3]

@@ -211,21 +211,25 @@ class RedisKeys:
     # ------------------------------------------------------------ inside
 
     async def _take(self, order: int) -> tuple[ImageKey, Lease]:
-        """In job order within this worker: one request at a time looks for a free slot."""
-        if self._looking:
-            future = self._queue.add(order)
+        """In job order within this worker: one request at a time looks for a free slot, and
+        gives its turn to a request of an earlier job that arrives meanwhile."""
+        while True:
+            if self._looking:
+                future = self._queue.add(order)
+                try:
+                    await future
+                except asyncio.CancelledError:
+                    if future.done() and not future.cancelled() and future.exception() is None:
+                        self._pass_turn()  # handed the turn as it was cancelled
+                    raise
+            else:
+                self._looking = True
             try:
-                await future
-            except asyncio.CancelledError:
-                if future.done() and not future.cancelled() and future.exception() is None:
-                    self._pass_turn()  # handed the turn as it was cancelled
-                raise
-        else:
-            self._looking = True
-        try:
-            return await self._look()
-        finally:
-            self._pass_turn()
+                taken = await self._look(order)
+            finally:
+                self._pass_turn()
+            if taken is not None:
+                return taken
 
     def _pass_turn(self) -> None:
         waiter = self._queue.pop()
@@ -234,9 +238,13 @@ class RedisKeys:
         else:
             waiter.set_result(None)
 
-    async def _look(self) -> tuple[ImageKey, Lease]:
+    async def _look(self, order: int) -> tuple[ImageKey, Lease] | None:
+        """A free slot, taken; None when a request of an earlier job waits for the turn."""
         pause = POLL_MIN
         while True:
+            earliest = self._queue.earliest()
+            if earliest is not None and earliest < order:
+                return None
             await self._refresh_out()
             usable = self._usable()
             if not usable:
