@@ -1,12 +1,13 @@
 # reelbot: `make demo` renders examples/demo.md offline (with Piper's natural voice); `make test`
 # runs every check. Both install what is missing first: Debian packages (when root) and a
 # virtualenv in .venv with the project, its dev tools and the `piper` extra (GPL-3.0 Piper,
-# run as a separate process; `pip install reelbot` alone speaks with espeak-ng).
+# run as a separate process; `pip install reelbot` alone speaks with espeak-ng). redis-server
+# is for the tests of `[queue] backend = "arq"` (they start their own, on loopback).
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-APT_PACKAGES := ffmpeg espeak-ng fonts-noto-cjk fonts-dejavu-core
+APT_PACKAGES := ffmpeg espeak-ng fonts-noto-cjk fonts-dejavu-core redis-server
 STAMP  := $(VENV)/.installed
 # MoviePy (the `bench` extra) for the benchmark's MoviePy row, in a venv of its own: it pins
 # an older Pillow than reelbot's.

@@ -1,6 +1,8 @@
-"""The bot's settings: the pipeline's, plus [discord], [queue] and [rate_limit]."""
+"""The bot's settings: the pipeline's, plus [discord], [queue], [rate_limit] and [redis]."""
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr
 
@@ -13,6 +15,7 @@ __all__ = [
     "DiscordConfig",
     "QueueConfig",
     "RateLimitConfig",
+    "RedisConfig",
 ]
 
 
@@ -52,6 +55,21 @@ class QueueConfig(ConfigSection):
     job_timeout: float = Field(2 * 3600.0, gt=0)
     # Time estimates use the median of each stage's latest this-many measured samples.
     timing_samples: int = Field(20, ge=1, le=1000)
+    # "local": renders run inside the bot (SQLite, nothing else to run). "arq": `reelbot
+    # worker` processes run them, on any host that reaches `[redis] url` and shares
+    # `[storage] data_dir` (docs/scale-out.md).
+    backend: Literal["local", "arq"] = "local"
+
+
+class RedisConfig(ConfigSection):
+    """Redis, for `[queue] backend = "arq"` (ignored otherwise)."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+    # Seconds a lease lasts unless renewed: a running job's heartbeat (its job is given to
+    # another worker this long after its worker stops answering) and an image slot's.
+    lease_seconds: float = Field(15.0, ge=1)
+    # Seconds a worker (or the bot) keeps trying to reach Redis before it gives up.
+    connect_timeout: float = Field(60.0, ge=0)
 
 
 class RateLimitConfig(ConfigSection):
@@ -76,6 +94,7 @@ class BotSettings(Settings):
     discord: DiscordConfig = DiscordConfig()
     queue: QueueConfig = QueueConfig()
     rate_limit: RateLimitConfig = RateLimitConfig()
+    redis: RedisConfig = RedisConfig()
     secrets: BotSecrets = Field(default_factory=BotSecrets, exclude=True)
 
 

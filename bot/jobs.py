@@ -40,7 +40,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import httpx
 
@@ -69,6 +69,9 @@ from .retention import ForgetHook, ForgottenJob, Retention
 from .store import Job, JobOptions, JobState, NewScene, SceneRecord, Store, StoredMedia
 from .usage import Clock, ImageMeter
 
+if TYPE_CHECKING:
+    from .remote.renders import RemoteRenders
+
 __all__ = [
     "Approval",
     "JobObserver",
@@ -77,6 +80,7 @@ __all__ = [
     "ReviewObserver",
     "TimedObserver",
     "fresh_seed",
+    "plan_job",
 ]
 
 log = logging.getLogger(__name__)
@@ -189,12 +193,22 @@ class JobRunner:
         self._estimators: dict[int, tuple[Estimator, float]] = {}
         self._shapes: dict[int, Shape] = {}
         self._places: dict[int, int] = {}
+        # `[queue] backend = "arq"`: `reelbot worker` processes render; this process hands
+        # them each run and follows it (bot/remote/).
+        self.remote: RemoteRenders | None = None
+        if settings.queue.backend == "arq":
+            from .remote.renders import RemoteRenders
+
+            self.remote = RemoteRenders(settings, store)
+        self._rendering: set[int] = set()  # jobs a worker has started (backend "arq")
 
     # ------------------------------------------------------------ life cycle
 
     async def start(self) -> None:
         """Resume: a job left `running` by a crash goes back to the queue, in order, and every
         queued job is shown queued again at once (not "paused")."""
+        if self.remote is not None:
+            await self.remote.open()  # ReelbotError if Redis cannot be reached
         for job in await self.store.jobs_in([JobState.RUNNING]):
             await self.store.set_state(job.id, JobState.QUEUED)
             log.info("job %d was interrupted; resuming it", job.id)
@@ -225,6 +239,8 @@ class JobRunner:
         # cache, so the resumed job does not ask for it again (a bounded wait).
         await self.image_slot.drain(stop_grace(self.settings.images))
         await close_tts(self.tts)
+        if self.remote is not None:
+            await self.remote.close()
 
     # ------------------------------------------------------------ requests
 
@@ -339,8 +355,12 @@ class JobRunner:
         job's time left, then each queued job's length from its plan and the measured stage
         speeds, on the render slots in queue order."""
         jobs = await self.store.jobs_in([JobState.RUNNING, JobState.QUEUED])
-        # A job just taken (its task made, its state not yet written) is running too.
-        running = {j.id for j in jobs if j.state is JobState.RUNNING} | set(self._running)
+        # A job just taken (its task made, its state not yet written) is running too; with
+        # `backend = "arq"`, a job handed to the workers is running once a worker started it.
+        if self.remote is None:
+            running = {j.id for j in jobs if j.state is JobState.RUNNING} | set(self._running)
+        else:
+            running = {j.id for j in jobs if j.state is JobState.RUNNING} & self._rendering
         jobs.sort(key=lambda j: (j.id not in running, j.id))
         slots = self.settings.queue.max_concurrent_renders
         entries: list[QueueEntry] = []
@@ -523,6 +543,8 @@ class JobRunner:
             await self._wake.wait()
             self._wake.clear()
             limit = self.settings.queue.max_concurrent_renders
+            if self.remote is not None:  # the workers' count limits the renders
+                limit = self.settings.queue.max_total
             for job in await self.store.jobs_in([JobState.QUEUED]):
                 if len(self._running) >= limit:
                     break
@@ -543,19 +565,7 @@ class JobRunner:
         review's changes included; None: as the script gives them, for a job not stored yet).
         A scene's own media is the file uploaded with the job under the name the script gives,
         or the picture uploaded for the scene since (`SceneRecord.media`)."""
-        aspect = Aspect.parse(options.aspect) if options.aspect else None
-        music = Path(options.music) if options.music else None
-        script, media = _own_media(script, options, records or ())
-        plan = plan_render(script, self.settings, aspect=aspect, voice=options.voice,
-                           title=options.title, captions=options.captions,
-                           music=music, media=media)  # fmt: skip
-        plan = with_style(plan, options.style, options.negative)
-        if records is None:
-            return plan
-        by_number = {s.number: s for s in records}
-        return dataclasses.replace(
-            plan, scenes=tuple(_with_record(s, by_number.get(s.number)) for s in plan.scenes)
-        )
+        return plan_job(self.settings, script, options, records)
 
     async def plan_for(self, job: Job, records: Sequence[SceneRecord] | None = None) -> RenderPlan:
         """A stored job's plan, from the store alone: its script, its options and its scene
@@ -599,12 +609,16 @@ class JobRunner:
             await self.store.set_state(job.id, JobState.RUNNING)
             job = await self.store.job(job.id)
             observer = self.observer_for(job)
-            await _quietly(observer.started(job))
-            async with asyncio.timeout(limit) as deadline:
-                await self._render_and_deliver(job, observer, recorder, meter)
+            if self.remote is None:
+                await _quietly(observer.started(job))
+            # Handed to the workers: the timeout starts when one of them starts it.
+            async with asyncio.timeout(limit if self.remote is None else None) as deadline:
+                await self._render_and_deliver(job, observer, recorder, meter, deadline)
         except asyncio.CancelledError:
             await recorder.flush()
             if job.id in self._cancelled_by:
+                if self.remote is not None:
+                    await self.remote.abort(job.id)
                 await self._finish(job.id, JobState.CANCELLED, error="cancelled")
                 if observer is not None:
                     by = self._cancelled_by[job.id]
@@ -623,14 +637,24 @@ class JobRunner:
             if not shutdown:  # the run is over: what it reserved is now what it requested
                 settle = self.admission.settle(job.id, admitted_by=admitted_by)
                 await _quietly(self.store.must_finish(settle))
+                if self.remote is not None:
+                    await _quietly(self.store.must_finish(self.remote.ended(job.id)))
             self._running.pop(job.id, None)
+            self._rendering.discard(job.id)
             self._cancelled_by.pop(job.id, None)
-            if not self._running:  # no render needs its artifacts right now
+            if self.remote is not None:  # the one evictor of the workers' shared cache
+                await _quietly(self._evict_around_active_jobs())
+            elif not self._running:  # no render needs its artifacts right now
                 self.cache.evict(self.settings.storage.cache_max_mb * 1024 * 1024)
             self._wake.set()
 
     async def _render_and_deliver(
-        self, job: Job, observer: JobObserver, recorder: _ArtifactRecorder, meter: ImageMeter
+        self,
+        job: Job,
+        observer: JobObserver,
+        recorder: _ArtifactRecorder,
+        meter: ImageMeter,
+        deadline: asyncio.Timeout,
     ) -> None:
         """Render the job's scenes (a review round: without the join) and deliver its video."""
 
@@ -652,12 +676,28 @@ class JobRunner:
             observer.event(event)
 
         out = job_video(self.outputs, job.id)
-        renderer = self.renderer(on_event, label=f"job {job.id}", order=job.id)
-        self._estimators[job.id] = (estimator, time.monotonic())
-        try:
-            result = await renderer.render(plan, out, join=not review_round)
-        finally:
-            self._estimators.pop(job.id, None)
+        if self.remote is not None:
+
+            async def on_started() -> None:
+                self._rendering.add(job.id)
+                self._estimators[job.id] = (estimator, time.monotonic())
+                deadline.reschedule(asyncio.get_running_loop().time() + limit)
+                await _quietly(observer.started(job))
+
+            limit = self.settings.queue.job_timeout
+            try:
+                result = await self.remote.render(job, records, out, join=not review_round,
+                                                  on_started=on_started, on_event=on_event,
+                                                  on_replay=observer.event)  # fmt: skip
+            finally:
+                self._estimators.pop(job.id, None)
+        else:
+            renderer = self.renderer(on_event, label=f"job {job.id}", order=job.id)
+            self._estimators[job.id] = (estimator, time.monotonic())
+            try:
+                result = await renderer.render(plan, out, join=not review_round)
+            finally:
+                self._estimators.pop(job.id, None)
         await recorder.flush()
         await self.timings.record(measure(result.events, shape))
         await self.store.save_events(job.id, _events_json(result.events))
@@ -699,6 +739,19 @@ class JobRunner:
         await self.store.must_finish(self.store.set_state(job_id, state, **values))
         if not state.active:  # its own media may go once the cache needs the room
             self.cache.unpin(_pin_owner(job_id))
+
+    async def _evict_around_active_jobs(self) -> None:
+        """Keep the shared cache under its cap while workers render: never an artifact that
+        a queued, running or in-review job refers to (its scenes' files, its music)."""
+        active = await self.store.jobs_in([JobState.QUEUED, JobState.RUNNING, JobState.REVIEW])
+        keep: set[Path] = set()
+        for job in active:
+            if job.options.music:
+                keep.add(Path(job.options.music).resolve())
+            for scene in await self.store.scenes(job.id):
+                keep.update(Path(p).resolve() for p in (scene.audio, scene.image, scene.clip)
+                            if p)  # fmt: skip
+        self.cache.evict(self.settings.storage.cache_max_mb * 1024 * 1024, keep=keep)
 
 
 class _ArtifactRecorder:
@@ -762,7 +815,7 @@ def _pin_owner(job_id: int) -> str:
 
 
 def _own_media(
-    script: Script, options: JobOptions, records: Sequence[SceneRecord]
+    script: Script, options: JobOptions, records: Sequence[SceneChoice]
 ) -> tuple[Script, dict[int, OwnMedia]]:
     """The script with each scene's own media (the scenes given a picture in review name it),
     and that media by scene number, for `plan_render`. A name nothing was uploaded for is left
@@ -782,7 +835,44 @@ def _own_media(
     return script.model_copy(update={"scenes": scenes}), media
 
 
-def _with_record(scene: ScenePlan, record: SceneRecord | None) -> ScenePlan:
+class SceneChoice(Protocol):
+    """What a job keeps of each scene's image: a store row, or a worker's copy of it."""
+
+    @property
+    def number(self) -> int: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def image_prompt(self) -> str: ...
+    @property
+    def negative_prompt(self) -> str: ...
+    @property
+    def own_media(self) -> StoredMedia | None: ...
+
+
+def plan_job(
+    settings: BotSettings,
+    script: Script,
+    options: JobOptions,
+    records: Sequence[SceneChoice] | None = None,
+) -> RenderPlan:
+    """A job's plan (`JobRunner.plan`; a worker of `[queue] backend = "arq"` makes the same)."""
+    aspect = Aspect.parse(options.aspect) if options.aspect else None
+    music = Path(options.music) if options.music else None
+    script, media = _own_media(script, options, records or ())
+    plan = plan_render(script, settings, aspect=aspect, voice=options.voice,
+                       title=options.title, captions=options.captions,
+                       music=music, media=media)  # fmt: skip
+    plan = with_style(plan, options.style, options.negative)
+    if records is None:
+        return plan
+    by_number = {s.number: s for s in records}
+    return dataclasses.replace(
+        plan, scenes=tuple(_with_record(s, by_number.get(s.number)) for s in plan.scenes)
+    )
+
+
+def _with_record(scene: ScenePlan, record: SceneChoice | None) -> ScenePlan:
     if record is None:
         return scene
     image = dataclasses.replace(

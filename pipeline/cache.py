@@ -54,11 +54,11 @@ class ArtifactCache:
     def size(self) -> int:
         return sum(f.stat().st_size for f in self._files())
 
-    def evict(self, max_bytes: int) -> list[Path]:
+    def evict(self, max_bytes: int, *, keep: Iterable[Path] = ()) -> list[Path]:
         """Remove least recently used artifacts until the cache holds at most `max_bytes`,
-        never a pinned one (pinned artifacts still count towards the size).
-        Call it when no render is running: a running render may still need its files."""
-        keep = self.pinned()
+        never a pinned one nor one of `keep` (resolved paths; both still count towards the
+        size). Call it when no render is running, or keep what the running ones need."""
+        keep = self.pinned() | set(keep)
         entries = sorted(((f.stat(), f) for f in self._files()), key=lambda e: e[0].st_mtime)
         total = sum(stat.st_size for stat, _ in entries)
         removed: list[Path] = []

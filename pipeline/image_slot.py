@@ -16,8 +16,8 @@ request waiting fail with one message naming each variable and why it is out; th
 (a later render) tries every key again, as a lone key always is.
 
 Who holds which slot is behind a small interface, `KeyPool` (acquire in job order, take a key
-out): `LocalKeys` keeps it in this process; a pool shared by several hosts (leases in Redis)
-implements the same two methods.
+out): `LocalKeys` keeps it in this process; `RedisKeys` (bot/remote/image_lease.py), the pool
+shared by the workers of several hosts, implements the same two methods with leases in Redis.
 
 Abandoned work. A paid image service such as Together.ai goes on generating after the client
 hangs up, and counts that request against the account's concurrency until it is done: hanging
@@ -41,7 +41,7 @@ import contextvars
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -58,6 +58,7 @@ __all__ = [
     "ImageSlot",
     "KeyPool",
     "LocalKeys",
+    "check_each_attempt",
     "image_keys",
     "stop_grace",
     "wait_before_retry",
@@ -253,9 +254,29 @@ _current: contextvars.ContextVar[_Work | None] = contextvars.ContextVar(
 )
 
 
+# Awaited before each further attempt of an image (after `wait_before_retry`): an image slot
+# shared with other hosts checks there that it still holds its lease (bot/remote/image_lease.py).
+_attempt_check: contextvars.ContextVar[Callable[[], Awaitable[None]] | None] = (
+    contextvars.ContextVar("reelbot_attempt_check", default=None)
+)
+
+
+def check_each_attempt(check: Callable[[], Awaitable[None]] | None) -> None:
+    """In an image's own task: await `check()` before each further attempt (None: no check;
+    a `KeyPool` sets it while it gives a slot, and clears it when the slot is given back)."""
+    _attempt_check.set(check)
+
+
 async def wait_before_retry(seconds: float) -> None:
     """An image provider's wait between two attempts. Under an `ImageSlot` whose render is
     gone, there is no next attempt: this raises CancelledError instead of waiting."""
+    await _wait_before_retry(seconds)
+    check = _attempt_check.get()
+    if check is not None:
+        await check()
+
+
+async def _wait_before_retry(seconds: float) -> None:
     work = _current.get()
     if work is None:
         await asyncio.sleep(seconds)

@@ -62,6 +62,12 @@ class Waiters(Generic[T]):
                 return future
         return None
 
+    def earliest(self) -> int | None:
+        """The job order of the next waiter still waiting; None if there is none."""
+        while self._heap and self._heap[0][2].done():
+            heapq.heappop(self._heap)
+        return self._heap[0][0] if self._heap else None
+
     def fail_all(self, error: BaseException) -> None:
         while (future := self.pop()) is not None:
             future.set_exception(error)

@@ -36,6 +36,18 @@ async def test_eviction_removes_least_recently_used_first(tmp_path: Path) -> Non
     assert cache.lookup("audio", "b" * 32, ".bin") is None
 
 
+async def test_eviction_keeps_what_it_is_told_to_keep(tmp_path: Path) -> None:
+    """The bot of `[queue] backend = "arq"` evicts while workers render: the artifacts of its
+    active jobs are kept however old."""
+    cache = ArtifactCache(tmp_path)
+    oldest = await put(cache, "image", "a" * 32, 400, 1_000)
+    middle = await put(cache, "audio", "b" * 32, 400, 2_000)
+    new = await put(cache, "clip", "c" * 32, 400, 3_000)
+    removed = cache.evict(500, keep={oldest.resolve()})
+    assert removed == [middle, new]
+    assert oldest.exists() and cache.size() == 400
+
+
 async def test_a_failed_write_leaves_nothing_behind(tmp_path: Path) -> None:
     cache = ArtifactCache(tmp_path)
     try:

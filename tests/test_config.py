@@ -83,7 +83,7 @@ def test_example_config_documents_the_bot_sections() -> None:
     example = ROOT / "config.toml.example"
     documented = tomllib.loads(example.read_text())
     bot_sections = set(BotSettings.model_fields) - set(Settings.model_fields)
-    assert bot_sections == {"discord", "queue", "rate_limit"}
+    assert bot_sections == {"discord", "queue", "rate_limit", "redis"}
     for section in bot_sections:
         model = BotSettings.model_fields[section].annotation
         assert isinstance(model, type) and issubclass(model, BaseModel)
@@ -138,7 +138,7 @@ def test_the_bot_tables_come_from_its_entry_point() -> None:
     from bot.config import BotSettings
 
     sections = plugin_sections()
-    assert set(sections) == {"discord", "queue", "rate_limit"}
+    assert set(sections) == {"discord", "queue", "rate_limit", "redis"}
     for name, model in sections.items():
         assert BotSettings.model_fields[name].annotation is model
 
