@@ -114,7 +114,7 @@ async def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterat
             video={"fps": 10, "pad_seconds": 0.2, "aspect": "16:9", "preset": "ultrafast"},
             captions={"enabled": False},
             sound={"normalize": False},
-            queue={"max_total": 100, "per_user_limit": 100},
+            queue={"max_total": 100, "per_user_limit": 100, "max_concurrent_renders": 1},
             rate_limit={"per_user": 100, "per_guild": 100},
         )
         store = await Store.open(tmp_path / "bot.sqlite3")  # a fresh store: nothing measured
