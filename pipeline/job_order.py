@@ -7,11 +7,24 @@ A render takes its place with `in_job_order(order)` (`Renderer.render` does, wit
 was given: the bot's job id; the CLI's single render is 0). Every task the render starts
 inherits it (a context variable), so a slot needs no argument to know whose work is waiting:
 `OrderedSlots` is an `asyncio.Semaphore` whose waiters are served by (job order, arrival).
+
+Slots order who starts first; once started, programs share the CPU. So every program a
+render starts (speech, clips, join, sound pass) runs below this process (`niceness()`, applied
+by `pipeline/proc.py`): the event loop, which checks each picture and hands the image slot on,
+is never kept waiting by an encode (the image slot is the bottleneck, and its turnover is CPU
+work here). And a later render's programs run lower still: the earliest render under way gets
+the cores when both want them, and the later one uses what is left, as a queue would but
+without idling the image slot.
+
+Niceness weighs threads against others of the same scheduling group: with autogroups (the
+default on Debian) or a service's cgroup, that is this process and its programs, so lowering
+them takes no CPU from reelbot in favour of the rest of the machine.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import heapq
@@ -19,11 +32,28 @@ import itertools
 from collections.abc import Iterator
 from typing import Generic, Literal, TypeVar
 
-__all__ = ["OrderedSlots", "Waiters", "in_job_order", "job_order"]
+__all__ = [
+    "LATER_JOB_NICENESS",
+    "PROGRAM_NICENESS",
+    "OrderedSlots",
+    "Waiters",
+    "in_job_order",
+    "job_order",
+    "niceness",
+]
 
 T = TypeVar("T")
 
 _order: contextvars.ContextVar[int] = contextvars.ContextVar("reelbot_job_order", default=0)
+# The renders under way in this process, by job order, counted (one job may be in two bodies at
+# once, e.g. its join while a Regenerate re-makes a scene).
+_running: collections.Counter[int] = collections.Counter()
+
+# `nice` steps below this process for every program it starts: Linux gives a thread about 3x
+# the CPU of one 5 steps lower when both want it ...
+PROGRAM_NICENESS = 5
+# ... and a later render's programs this many steps lower still (about 9x for 10 steps).
+LATER_JOB_NICENESS = 10
 
 
 def job_order() -> int:
@@ -35,10 +65,23 @@ def job_order() -> int:
 def in_job_order(order: int) -> Iterator[None]:
     """Run the body, and every task it starts, at place `order`."""
     token = _order.set(order)
+    _running[order] += 1
     try:
         yield
     finally:
+        _running[order] -= 1
+        if _running[order] <= 0:
+            del _running[order]
         _order.reset(token)
+
+
+def niceness() -> int:
+    """How many `nice` steps below this process a program started now should run:
+    `PROGRAM_NICENESS` for the earliest render under way and for work outside any render,
+    `LATER_JOB_NICENESS` more for a later render's."""
+    order = _order.get()
+    later = bool(_running) and order > min(_running)
+    return PROGRAM_NICENESS + (LATER_JOB_NICENESS if later else 0)
 
 
 class Waiters(Generic[T]):

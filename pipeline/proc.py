@@ -10,8 +10,9 @@ from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from .errors import MediaError
+from .job_order import niceness
 
-__all__ = ["known_reason", "run_program"]
+__all__ = ["known_reason", "lower_priority", "run_program"]
 
 # Reasons a program's stderr may give that a user can act on, in the system's own words: they
 # are put in the message (its stderr, with machine paths, goes to the log only).
@@ -48,6 +49,7 @@ async def run_program(
         )
     except FileNotFoundError:
         raise MediaError(f"{argv[0]} is not installed (run `reelbot doctor`)") from None
+    lower_priority(process.pid, niceness())
     try:
         async with asyncio.timeout(timeout):
             stdout, stderr = await process.communicate(stdin)
@@ -68,6 +70,17 @@ async def run_program(
     if lost is not None:
         raise MediaError(f"{what} failed: {lost}", detail=tail, returncode=0)
     return stdout if output == "stdout" else stderr
+
+
+def lower_priority(pid: int, steps: int) -> None:
+    """Run process `pid` `steps` nice levels below this process (at most 19). On Linux the
+    level is each thread's, and a new thread takes its creator's: the main thread first, then
+    any thread it has already started. A process that is gone is let be."""
+    level = min(19, os.getpriority(os.PRIO_PROCESS, 0) + steps)
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, pid, level)
+        for thread in os.listdir(f"/proc/{pid}/task"):
+            os.setpriority(os.PRIO_PROCESS, int(thread), level)
 
 
 def known_reason(log: str) -> str | None:

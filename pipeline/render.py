@@ -404,7 +404,8 @@ class Renderer:
                 async with self.cache.writing("image", key, _image_suffix) as temp:
                     await self.images.generate(request, temp, on_wait=waiting,
                                                key=api_key)  # fmt: skip
-                    await check_image_file(temp, limits)
+                    if not getattr(self.images, "checks_pictures", False):
+                        await check_image_file(temp, limits)  # else checked before written
             except KeyRefused:
                 raise  # the slot sends it again with another key
             except Exception:

@@ -29,7 +29,12 @@ class ImageProvider(Protocol):
     """Draws the image for one request into a file at `out`: PNG, JPEG or WebP, whatever the
     name of `out` says (the caller names the file by its real type afterwards). Each wait
     before a retry is told to `on_wait`. `key` is the key the image slot gave the request
-    (a provider that needs none ignores it); a key the service refuses raises KeyRefused."""
+    (a provider that needs none ignores it); a key the service refuses raises KeyRefused.
+
+    The render decodes the written picture to check it (`artifact_checks.check_image_file`),
+    unless the provider has a true `checks_pictures` attribute: it has checked every picture
+    with `check_image` before writing it, and the image slot need not wait for a second
+    decode."""
 
     @property
     def name(self) -> str: ...

@@ -62,6 +62,7 @@ class _Retry(Exception):
 
 class TogetherImages:
     name = "together"
+    checks_pictures = True  # every answer passes `check_image` before it is written
 
     def __init__(
         self,
