@@ -51,13 +51,16 @@ def test_the_zoom_is_a_crop_one_swscale_resample_and_a_crop_per_frame(tmp_path: 
 
 
 async def test_encode_clip_leaves_no_commands_behind(tmp_path: Path) -> None:
-    photo(144, 256, seed=4).save(tmp_path / "a.png")
-    (tmp_path / "a.wav").write_bytes(make_wav(0.4))
-    spec = ClipSpec(tmp_path / "a.png", tmp_path / "a.wav", 0.4, Size(270, 480), VideoConfig())
-    await encode_clip(spec, tmp_path / "clip.mp4", scene=1)
-    assert packet_count(tmp_path / "clip.mp4") == spec.frames
-    assert not zoom_commands_path(tmp_path / "clip.mp4").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a.wav", "clip.mp4"]
+    # The commands file's path is in the filter graph: a folder name the graph would misread.
+    folder = tmp_path / "a:b,c'd[e];f\\g=h"
+    folder.mkdir()
+    photo(144, 256, seed=4).save(folder / "a.png")
+    (folder / "a.wav").write_bytes(make_wav(0.4))
+    spec = ClipSpec(folder / "a.png", folder / "a.wav", 0.4, Size(270, 480), VideoConfig())
+    await encode_clip(spec, folder / "clip.mp4", scene=1)
+    assert packet_count(folder / "clip.mp4") == spec.frames
+    assert not zoom_commands_path(folder / "clip.mp4").exists()
+    assert sorted(p.name for p in folder.iterdir()) == ["a.png", "a.wav", "clip.mp4"]
 
 
 def _made(tmp_path: Path, build: object, name: str, spec: ClipSpec) -> Path:

@@ -83,20 +83,24 @@ def test_the_plan_reads_a_copy_only_where_a_simple_ratio_is_near() -> None:
     assert still.canvas.copies == (picture,)
 
 
-def test_the_clip_follows_the_exact_zoom_frame_by_frame(tmp_path: Path) -> None:
-    """A dot chart through the shipped clip recipe at 1080x1920 (crf 1): every dot is where
-    the exact zoom puts it in every frame, to a tenth of a pixel. A crop or a size landing
-    one frame early or late, or a crop clamped to a stale size, moves dots by whole pixels."""
-    picture, frame = Aspect.PORTRAIT.image, Aspect.PORTRAIT.frame
+@pytest.mark.parametrize("aspect", [Aspect.PORTRAIT, Aspect.SQUARE])
+def test_the_clip_follows_the_exact_zoom_frame_by_frame(tmp_path: Path, aspect: Aspect) -> None:
+    """A dot chart through the shipped clip recipe at the real frame size (crf 1): every dot
+    is where the exact zoom puts it in every frame, to a tenth of a pixel. A crop or a size
+    landing one frame early or late, or a crop clamped to a stale size, moves dots by whole
+    pixels; a copy of the picture misplaced in the canvas, by more."""
+    picture, frame = aspect.image, aspect.frame
     chart = dot_chart(*picture)
     chart.image.save(tmp_path / "chart.png")
     (tmp_path / "a.wav").write_bytes(make_wav(1.2))
     spec = ClipSpec(tmp_path / "chart.png", tmp_path / "a.wav", 1.2, frame, VideoConfig(crf=1))
+    plan = plan_zoom(picture, frame, spec.frames, spec.config.zoom)
+    assert any(step.copy > 0 for step in plan.frames)  # the canvas of copies is exercised
     out = tmp_path / "dots.mp4"
     subprocess.run(clip_argv(spec, out), check=True, timeout=300)
     assert packet_count(out) == spec.frames
     video = ffprobe(out).stream("video")
-    assert (video["width"], video["height"], video["pix_fmt"]) == (1080, 1920, "yuv420p")
+    assert (video["width"], video["height"], video["pix_fmt"]) == (*frame, "yuv420p")
     result = track_dots(out, frame, picture, chart.dots, spec.config.zoom)
     assert result.path_error < 0.1 and result.step_error < 0.1, result
 
