@@ -140,8 +140,18 @@ def _ken_burns(spec: ClipSpec, commands_file: Path) -> ffmpeg.nodes.FilterableSt
     pixels, W x H) at the frame's size, made by one crop, one swscale resample and one crop to
     the frame, whose sizes `plan_zoom` picks for that frame; writes their commands to
     `commands_file`."""
-    box, picture = picture_box(image_size(spec.image), spec.frame)
-    plan = plan_zoom(picture, spec.frame, spec.frames, spec.config.zoom)
+    image = image_size(spec.image)
+    box, picture = picture_box(image, spec.frame)
+    try:
+        if min(picture) < 2:
+            raise ValueError("nothing left of the frame's shape")
+        plan = plan_zoom(picture, spec.frame, spec.frames, spec.config.zoom)
+    except ValueError as exc:  # only for pictures of a few pixels
+        raise MediaError(
+            f"the picture {spec.image.name} ({image.width}×{image.height} px) is "
+            f"too small to fill a {spec.frame} frame",
+            detail=str(exc),
+        ) from exc
     commands_file.write_text(zoom_commands(plan, spec.config.fps), encoding="ascii")
     canvas, first = plan.canvas, plan.frames[0]
     source = (

@@ -178,30 +178,21 @@ def _frame(copies: tuple[Size, ...], frame: Size, z: float,
     picture = copies[0]
     rx, ry = picture.width / (frame.width * z), picture.height / (frame.height * z)
     allowed = tolerance
-    while True:
+    while allowed < 1:
         for reach in (SEARCH, WIDER):
+            widest = Size(max(frame.width + 2, int(frame.width * (1 + reach))),
+                          max(frame.height + 2, int(frame.height * (1 + reach))))  # fmt: skip
             for number, copy in enumerate(copies):
-                x = _copy_axis(
-                    picture.width,
-                    copy.width,
-                    rx,
-                    frame.width,
-                    allowed,
-                    max(frame.width + 2, int(frame.width * (1 + reach))),
-                )
+                x = _copy_axis(picture.width, copy.width, rx, frame.width, allowed,
+                               widest.width)  # fmt: skip
                 if x is None:
                     continue
-                y = _copy_axis(
-                    picture.height,
-                    copy.height,
-                    ry,
-                    frame.height,
-                    allowed,
-                    max(frame.height + 2, int(frame.height * (1 + reach))),
-                )
+                y = _copy_axis(picture.height, copy.height, ry, frame.height, allowed,
+                               widest.height)  # fmt: skip
                 if y is not None:
                     return x, y, number
         allowed *= 2
+    raise ValueError(f"no crop and scale can zoom a {picture} picture into {frame}")
 
 
 def plan_zoom(picture: Size, frame: Size, frames: int, zoom: float, *,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from bench.encode import track_dots
 from bench.media import dot_chart
@@ -111,6 +113,11 @@ def test_a_picture_that_cannot_be_read_is_a_clear_error(tmp_path: Path) -> None:
                     VideoConfig())  # fmt: skip
     with pytest.raises(MediaError, match=r"^the picture not.png cannot be read \(not a picture\)$"):
         clip_argv(spec, tmp_path / "out.mp4")
+    # A picture of a few pixels (`[limits] image_min_side` can allow one) has no zoom.
+    Image.new("RGB", (3, 2)).save(tmp_path / "dot.png")
+    tiny = replace(spec, image=tmp_path / "dot.png")
+    with pytest.raises(MediaError, match=r"^the picture dot.png \(3×2 px\) is too small to fill"):
+        clip_argv(tiny, tmp_path / "out.mp4")
 
 
 @pytest.mark.parametrize(
