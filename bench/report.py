@@ -203,8 +203,10 @@ RECIPES = (
     "cover-resize, zoom by `resized(t)`, `CompositeVideoClip`, `write_videofile(fps=30, "
     'codec="libx264", audio_codec="aac", threads=2)` at its default preset, medium, with '
     "the ffmpeg MoviePy brings), a Python process of its own. *Ken Burns*: the shipped clip "
-    "recipe (`clip_argv`). *recipe 2*: the clip recipe before this one (`perspective` then "
-    "zoompan, plain x264 preset), the yardstick of quality and size. *codec only*: the "
+    "recipe (`clip_argv`: per frame, a crop and one swscale resample at sizes that make the "
+    "exact zoom, `pipeline/zoom.py`). *recipe 2*: the clip recipe before this one "
+    "(`perspective` then zoompan, plain x264 preset), the yardstick of quality and size. "
+    "*codec only*: the "
     "encoder alone, fed the Ken Burns frames already made (raw, from a file), with the "
     "clip's output options: what coding that motion costs. *reading the frames*: codec "
     "only's input read and dropped, nothing encoded. *floor*: the same picture, duration and "

@@ -77,7 +77,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 U = TypeVar("U")
 # Bump when the clip recipe changes, so cached clips made the old way are not reused.
-CLIP_RECIPE = 2  # 2: perspective-resampled zoom, captions, keyframes
+CLIP_RECIPE = 3  # 3: the zoom by per-frame crops and one swscale resample (pipeline/zoom.py)
 MEDIA_CLIP_RECIPE = 1  # a scene's own video clip (video.media_clip_argv)
 
 

@@ -11,10 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ffmpeg
+from PIL import Image
 
 from .aspect import Size
 from .config import VideoConfig
+from .errors import MediaError
 from .proc import run_program
+from .zoom import CROP as ZOOM_CROP
+from .zoom import FRAME as FRAME_CROP
+from .zoom import PAD, SCALE_HEIGHT, plan_zoom, scale_width
+from .zoom import SCALE as ZOOM_SCALE
+from .zoom import commands as zoom_commands
 
 __all__ = [
     "AUDIO_RATE",
@@ -29,17 +36,17 @@ __all__ = [
     "media_clip_argv",
     "poster_argv",
     "still_argv",
+    "zoom_commands_path",
 ]
 
 AUDIO_RATE = 48000
-# The Ken Burns zoom is not a crop: a crop (zoompan's own zoom) can only move in whole pixels
-# of its input, so even on a 2x oversampled picture the motion stepped by up to a pixel from
-# one frame to the next. `perspective` resamples every frame at the exact zoom (1/256 pixel),
-# at the picture's own resolution (capped at the frame's), which costs half what it would at
-# the frame's; `scale` (one swscale context for the whole clip) then brings each frame to the
-# output size. `make bench` measures the smoothness, the SSIM against the exact zoom and the
-# cost against MoviePy and against the encoder alone.
-ZOOM_INTERPOLATION = "linear"  # perspective's; "cubic" is sharper per frame and costs ~1.5x
+# The Ken Burns zoom is not zoompan's crop, which moves in whole pixels of its input (even on a
+# 2x oversampled picture the motion stepped by up to a pixel from frame to frame): every frame
+# shows the exact centred rectangle of the picture, to a fiftieth of a pixel. swscale does the
+# resampling, with a crop and an output size chosen for each frame so that its whole-number
+# sizes give the exact zoom (pipeline/zoom.py); `sendcmd` feeds them to the filters. `make
+# bench` measures the smoothness, the SSIM against the exact zoom and the cost against MoviePy
+# and against the encoder alone.
 UPSCALE = "bicubic"  # swscale's, from the picture to the frame (zoompan's own, before)
 
 
@@ -91,47 +98,110 @@ def _audio(spec: ClipSpec, seconds: float) -> ffmpeg.nodes.FilterableStream:
 
 
 def clip_argv(spec: ClipSpec, out: Path) -> list[str]:
-    """A still image with a slow centred zoom, as long as its narration plus the pad."""
-    return _output(_ken_burns(spec), spec, out)
+    """A still image with a slow centred zoom, as long as its narration plus the pad.
+
+    Writes the zoom's commands beside `out` (`zoom_commands_path`): ffmpeg reads them while it
+    runs the argv; `encode_clip` deletes them afterwards."""
+    return _output(_ken_burns(spec, zoom_commands_path(out)), spec, out)
 
 
-def _picture(spec: ClipSpec) -> ffmpeg.nodes.FilterableStream:
-    """The image as one yuv420p frame of the output's shape, decoded and converted once."""
-    width, height = spec.frame
-    return (
-        ffmpeg.input(str(spec.image), framerate=spec.config.fps)
-        # The largest centred box of the frame's shape (even sides), then no larger than the
-        # frame: the zoom works on the picture's own pixels, never on an upscaled copy.
-        .video.filter("crop", f"trunc(min(iw,ih*{width}/{height})/2)*2",
-                      f"trunc(min(ih,iw*{height}/{width})/2)*2")
-        .filter("scale", f"min(iw,{width})", -2, flags="lanczos")
-        .filter("setsar", 1)
-        .filter("format", "yuv420p")
-    )  # fmt: skip
+def picture_box(image: Size, frame: Size) -> tuple[Size, Size]:
+    """The picture a clip zooms into: the largest centred box of `image` of the frame's shape
+    (even sides), then scaled down to the frame's width if it is wider. Returns (box, picture)."""
+    width = min(image.width, image.height * frame.width // frame.height) // 2 * 2
+    height = min(image.height, image.width * frame.height // frame.width) // 2 * 2
+    if width <= frame.width:
+        return Size(width, height), Size(width, height)
+    return Size(width, height), Size(
+        frame.width, max(2, round(height * frame.width / width / 2) * 2)
+    )
 
 
-def _ken_burns(spec: ClipSpec) -> ffmpeg.nodes.FilterableStream:
+def image_size(path: Path) -> Size:
+    """The size of the picture at `path` (its header only is read)."""
+    try:
+        with Image.open(path) as opened:
+            return Size(*opened.size)
+    except (OSError, ValueError) as exc:  # Pillow's word for "not a picture I can read"
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a picture"
+        raise MediaError(f"the picture {path.name} cannot be read ({why.lower()})",
+                         detail=str(exc)) from exc  # fmt: skip
+
+
+def zoom_commands_path(out: Path) -> Path:
+    """The `sendcmd` file of the clip `out`, beside it."""
+    return out.with_name(out.name + ".zoom")
+
+
+def _ken_burns(spec: ClipSpec, commands_file: Path) -> ffmpeg.nodes.FilterableStream:
     """`spec.frames` frames zooming linearly from 1 to `config.zoom` about the centre.
 
     Each frame n shows the centred rectangle of the picture W/z(n) by H/z(n) (in the picture's
-    pixels, W x H), resampled by `perspective` at sub-pixel precision, so the motion is smooth
-    however slow it is; `scale` then brings each frame to the output size."""
-    width, height = spec.frame
-    frames = spec.frames
-    rate = (spec.config.zoom - 1.0) / max(1, frames - 1)
-    z = f"(1+{rate:.12g}*in)"  # `in`: the frame number
-    # The corners of that rectangle; its centre stays on the picture's centre ((W-1)/2, ...).
-    left, top = f"(W-1)/2*(1-1/{z})", f"(H-1)/2*(1-1/{z})"
-    right, bottom = f"{left}+W/{z}", f"{top}+H/{z}"
-    return (
-        _picture(spec)
-        .filter("loop", loop=frames - 1, size=1)
-        .filter("perspective", x0=left, y0=top, x1=right, y1=top, x2=left, y2=bottom,
-                x3=right, y3=bottom, interpolation=ZOOM_INTERPOLATION, eval="frame")
-        .filter("scale", width, height, flags=UPSCALE)
+    pixels, W x H) at the frame's size, made by one crop, one swscale resample and one crop to
+    the frame, whose sizes `plan_zoom` picks for that frame; writes their commands to
+    `commands_file`."""
+    image = image_size(spec.image)
+    box, picture = picture_box(image, spec.frame)
+    try:
+        if min(picture) < 2:
+            raise ValueError("nothing left of the frame's shape")
+        plan = plan_zoom(picture, spec.frame, spec.frames, spec.config.zoom)
+    except ValueError as exc:  # only for pictures of a few pixels
+        raise MediaError(
+            f"the picture {spec.image.name} ({image.width}×{image.height} px) is "
+            f"too small to fill a {spec.frame} frame",
+            detail=str(exc),
+        ) from exc
+    commands_file.write_text(zoom_commands(plan, spec.config.fps), encoding="ascii")
+    canvas, first = plan.canvas, plan.frames[0]
+    source = (
+        ffmpeg.input(str(spec.image), framerate=spec.config.fps)
+        .video.filter("crop", box.width, box.height)
+        .filter("scale", picture.width, picture.height, flags="lanczos")
         .filter("setsar", 1)
-        .filter("setpts", f"N/({spec.config.fps}*TB)")
+        .filter("format", "yuv444p")  # crops at odd offsets: no chroma subsampling yet
     )  # fmt: skip
+    if len(canvas.copies) == 1:
+        video = _smeared(source, picture, canvas.width)
+    else:
+        split = source.split()
+        video = ffmpeg.filter(
+            [_smeared(split[0], picture, canvas.width)]
+            + [_smeared(split[n].filter("scale", copy.width, copy.height, flags="lanczos"),
+                        copy, canvas.width)
+               for n, copy in enumerate(canvas.copies[1:], 1)],
+            "vstack", inputs=len(canvas.copies),
+        )  # fmt: skip
+    width, height = spec.frame
+    return (
+        video.filter("loop", loop=spec.frames - 1, size=1)
+        .filter("setpts", f"N/({spec.config.fps}*TB)")
+        .filter("sendcmd", f=str(commands_file.resolve()))
+        .filter(ZOOM_CROP, first.x.size, first.y.size, first.x.start, first.y.start)
+        # One thread: swscale is set up again for every frame, and so would each of its
+        # threads be (3.4 ms a frame at 2 threads; at one, nothing measurable). eval=frame:
+        # one command gives the width and the height (zoom.SCALE_HEIGHT), and `scale` sets
+        # up once for both (a command alone re-evaluates only the expression it sets).
+        .filter(ZOOM_SCALE, scale_width(first.x.scaled, first.y.scaled), SCALE_HEIGHT,
+                flags=UPSCALE, threads=1, eval="frame")
+        # Straight from the scale to the last crop: a filter between them would keep telling
+        # the crop the first frame's size (a link's size follows only its own filter's
+        # reconfiguration), and the crop would clamp its offsets to that. `format` after the
+        # crop still makes the scale's output yuv420p (crop passes formats through).
+        .filter(FRAME_CROP, width, height, first.x.skip, first.y.skip)
+        .filter("format", "yuv420p")
+        .filter("setsar", 1)
+    )  # fmt: skip
+
+
+def _smeared(video: ffmpeg.nodes.FilterableStream, size: Size,
+             width: int) -> ffmpeg.nodes.FilterableStream:  # fmt: skip
+    """`video` (of `size`) with PAD pixels of its own edges around it, and more on the right
+    up to `width`: a crop may reach past the picture, and sees what its edge would show."""
+    right = width - PAD - size.width
+    return video.filter("pad", width, size.height + 2 * PAD, PAD, PAD).filter(
+        "fillborders", left=PAD, right=right, top=PAD, bottom=PAD, mode="smear"
+    )
 
 
 def still_argv(spec: ClipSpec, out: Path) -> list[str]:
@@ -202,9 +272,11 @@ def concat_list(clips: list[Path]) -> str:
 
 
 async def encode_clip(spec: ClipSpec, out: Path, *, scene: int) -> None:
-    await run_program(
-        clip_argv(spec, out), what=f"ffmpeg (clip of scene {scene})", timeout=spec.config.timeout
-    )
+    try:
+        await run_program(clip_argv(spec, out), what=f"ffmpeg (clip of scene {scene})",
+                          timeout=spec.config.timeout)  # fmt: skip
+    finally:
+        zoom_commands_path(out).unlink(missing_ok=True)
 
 
 async def join_clips(clips: list[Path], out: Path, *, title: str, timeout: float) -> None:

@@ -202,11 +202,13 @@ def test_the_exact_zoom_is_what_ssim_compares_against(tmp_path: Path) -> None:
     assert scores["still"] < scores["zoom"] - 0.02, scores
 
 
-def test_recipe_2_differs_from_the_clip_only_by_zoompan(tmp_path: Path) -> None:
+def test_recipe_2_has_the_clips_inputs_and_output_options(tmp_path: Path) -> None:
+    photo(576, 1024, seed=1).save(tmp_path / "p.png")
     spec = ClipSpec(tmp_path / "p.png", tmp_path / "a.wav", 1.0, Size(1080, 1920), VideoConfig())
     before, now = recipe2_argv(spec, tmp_path / "a.mp4"), clip_argv(spec, tmp_path / "a.mp4")
     graph = before.index("-filter_complex") + 1
-    assert "zoompan" in before[graph] and "zoompan" not in now[graph]
+    assert "perspective" in before[graph] and "zoompan" in before[graph]
+    assert "perspective" not in now[graph] and "zoompan" not in now[graph]
     # The same inputs and the same output options (the codec's and the clip's).
     assert before[:graph] == now[:graph]
     assert before[before.index("-f") :] == now[now.index("-f") :]

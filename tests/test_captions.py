@@ -300,6 +300,7 @@ def unescape(text: str, stops: str) -> tuple[str, str]:
 
 def test_the_captions_filter_comes_after_the_zoom_with_an_escaped_path(tmp_path: Path) -> None:
     ass = tmp_path / "a:b,c'd[e];f\\g=h" / "x.ass"
+    Image.new("RGB", (576, 1024)).save(tmp_path / "i.png")  # the zoom reads its size
     spec = ClipSpec(tmp_path / "i.png", tmp_path / "a.wav", 2.0, Size(1080, 1920), VideoConfig(),
                     captions=ass)  # fmt: skip
     argv = clip_argv(spec, tmp_path / "o.mp4")

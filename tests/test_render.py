@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from pipeline.aspect import Aspect
 from pipeline.errors import SceneFailed
@@ -172,11 +173,12 @@ def test_clip_argv_is_an_argument_list_with_escaped_values(tmp_path: Path) -> No
     from pipeline.config import VideoConfig
     from pipeline.video import ClipSpec
 
+    Image.new("RGB", (576, 1024)).save(tmp_path / "a;b'c.png")  # the zoom reads its size
     spec = ClipSpec(tmp_path / "a;b'c.png", tmp_path / "x.wav", 2.0, Size(1080, 1920),
                     VideoConfig())  # fmt: skip
     argv = clip_argv(spec, tmp_path / "out.mp4")
     assert argv[0] == "ffmpeg"
     assert str(tmp_path / "a;b'c.png") in argv  # a path is one argument, never parsed
     graph = argv[argv.index("-filter_complex") + 1]
-    assert "perspective" in graph and "a;b'c" not in graph
+    assert "scale@zoom" in graph and "a;b'c" not in graph
     assert argv[argv.index("-t") + 1] == f"{72 / 30:.6f}"
