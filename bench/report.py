@@ -301,18 +301,21 @@ def _encode_verdicts(result: EncodeResult, results: Sequence[EncodeResult]) -> l
     if shipped.ssim is not None and before.ssim is not None and before.size:
         loss, grown = before.ssim - shipped.ssim, shipped.size / before.size
         verdicts.append(
-            f"Quality: SSIM {shipped.ssim:.4f} against recipe 2's {before.ssim:.4f}, a loss "
-            f"of {loss:.4f} ({_verdict(loss <= SSIM_LOSS)} ≤ {SSIM_LOSS}); the clip is "
+            f"Quality: SSIM {shipped.ssim:.4f} against recipe 2's {before.ssim:.4f}, "
+            f"{f'a loss of {loss:.4f}' if loss > 0 else f'a gain of {-loss:.4f}'} "
+            f"({_verdict(loss <= SSIM_LOSS)}: a loss ≤ {SSIM_LOSS}); the clip is "
             f"{grown:.3f}× recipe 2's size ({_verdict(grown <= SIZE_GROWTH)} ≤ {SIZE_GROWTH:g}×)."
         )
     making = result.ratio(KEN_BURNS, FLOOR) - codec
+    making_cpu = result.cpu_ratio(KEN_BURNS, FLOOR) - result.cpu_ratio(CODEC_ONLY, FLOOR)
     verdicts.append(
         f"Target: Ken Burns ≤ {CODEC_ONLY_TARGET}× codec only at 1080x1920 — "
         f"{over_codec:.2f}× ({_verdict(over_codec <= CODEC_ONLY_TARGET)}). Against the floor "
         f"(a still picture at the same settings): codec only {codec:.2f}× (of which "
         f"{read:.2f}× reading the raw frames), Ken Burns {result.ratio(KEN_BURNS, FLOOR):.2f}×: "
-        f"making the frames adds {making:.2f}× the floor; a single swscale resample per frame "
-        f"(resample only) adds {resample - 1:.2f}×."
+        f"making the frames adds {making:+.2f}× the floor by wall time and {making_cpu:+.2f}× "
+        "by CPU time (a busy machine moves wall time more); a single swscale resample per "
+        f"frame (resample only) adds {resample - 1:.2f}×."
     )
     smooth = shipped.smoothness
     if smooth is not None:
