@@ -6,6 +6,7 @@ through the concat demuxer: nothing is re-encoded when the clips are joined.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -272,10 +273,16 @@ def concat_list(clips: list[Path]) -> str:
 
 
 async def encode_clip(spec: ClipSpec, out: Path, *, scene: int) -> None:
+    # Planning the zoom is Python work (~0.1 s for 8 s of video, ~1 s for a minute): in a
+    # thread, so the event loop (which hands the image slot on) is not held up meanwhile.
+    planning = asyncio.ensure_future(asyncio.to_thread(clip_argv, spec, out))
     try:
-        await run_program(clip_argv(spec, out), what=f"ffmpeg (clip of scene {scene})",
+        argv = await asyncio.shield(planning)
+        await run_program(argv, what=f"ffmpeg (clip of scene {scene})",
                           timeout=spec.config.timeout)  # fmt: skip
     finally:
+        if not planning.done():  # cancelled while planning: the thread writes the file last
+            await asyncio.wait([planning])
         zoom_commands_path(out).unlink(missing_ok=True)
 
 

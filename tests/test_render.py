@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -160,6 +161,10 @@ async def test_cancel_leaves_no_process_behind(
 
     task = asyncio.create_task(render_plan(plan, settings, tmp_path / "c.mp4", on_event=on_event))
     await asyncio.wait_for(encoding.wait(), timeout=60)
+    # The clip's ffmpeg starts once its zoom is planned (in a thread): poll, with a deadline.
+    deadline = time.monotonic() + 30
+    while "ffmpeg" not in child_processes() and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
     assert "ffmpeg" in child_processes()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
