@@ -380,7 +380,7 @@ class Renderer:
         limits = self.settings.limits
         cached = self.cache.lookup("image", key, IMAGE_SUFFIXES)
         if cached is not None:
-            picture = await self._reusable(cached, check_image_file(cached, limits))
+            picture = await self._reusable(cached, check_image_file(cached, limits, cached=True))
             cached = cached if picture is not None else None
         if cached is not None:
             self._scene_event(scene.number, Stage.IMAGE, Status.CACHED, path=cached, seed=seed)

@@ -147,6 +147,41 @@ async def test_a_cache_poisoned_before_these_checks_is_healed(
     assert abs(ffprobe(tmp_path / "b.mp4").duration - ffprobe(tmp_path / "a.mp4").duration) < 0.05
 
 
+def _flip_a_byte(data: bytes) -> bytes:
+    changed = bytearray(data)
+    changed[len(changed) // 2] ^= 0x55
+    return bytes(changed)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [_flip_a_byte, lambda data: data[: len(data) * 2 // 3]],
+    ids=["a changed byte", "cut short"],
+)
+async def test_a_cached_picture_damaged_since_is_made_again(
+    together_settings: Any, tmp_path: Path, damage: Any
+) -> None:
+    """A cached PNG is checked by its chunks' checksums, not decoded again (it was when it
+    entered the cache): a byte changed or a cut since then is still found, and it is made
+    again."""
+    async with FakeTogether() as fake:
+        settings = together_settings(fake)
+        first = await render(settings, tmp_path / "a.mp4", ONE_SCENE)
+        [scene] = first.scenes
+        good = scene.image.read_bytes()
+        scene.image.write_bytes(damage(good))
+        scene.clip.unlink()
+        events: list[ProgressEvent] = []
+        await render(settings, tmp_path / "b.mp4", ONE_SCENE, events)
+    assert len(fake.requests) == 2 and fake.successes == 2
+    with Image.open(scene.image) as picture:
+        picture.load()  # whole again: every pixel decodes
+        assert picture.size == SIZE and scene.image.read_bytes() != damage(good)
+    assert (Stage.IMAGE, Status.DONE) in [(e.stage, e.status) for e in events
+                                          if isinstance(e, SceneEvent)]  # fmt: skip
+    assert abs(ffprobe(tmp_path / "b.mp4").duration - ffprobe(tmp_path / "a.mp4").duration) < 0.05
+
+
 async def test_ten_minutes_of_speech_for_hello_there_is_refused(
     make_settings: SettingsFactory, tmp_path: Path
 ) -> None:
