@@ -149,6 +149,8 @@ class Renderer:
         self._failing = False
         self._over = False  # the render has ended (its JobDone or JobFailed is told)
         self._finishing = "joining the clips"  # what the post-scene step is doing, for errors
+        # Each narration's spoken span (start, end), found once, for captions without word times.
+        self._spans: dict[Path, tuple[float, float]] = {}
 
     # ------------------------------------------------------------ events
 
@@ -212,6 +214,7 @@ class Renderer:
         self._failing = False
         self._over = False
         self._finishing = "joining the clips"
+        self._spans = {}
         self._emit(JobStarted(0.0, plan.title, len(plan.scenes)))
         try:
             with in_job_order(self.order):  # its tasks and slot requests are served in job order
@@ -310,8 +313,33 @@ class Renderer:
     async def _scene(
         self, plan: RenderPlan, scene: ScenePlan, audio_task: asyncio.Task[_Speech]
     ) -> SceneArtifacts:
-        image, speech = await asyncio.gather(self._image(scene), audio_task)
+        # A picture still to be asked for takes seconds: what the captions need from the
+        # narration is found meanwhile, off the clip's critical path. (Not for a cached
+        # picture: its clip is most likely cached too, and needs nothing.)
+        early = plan.captions and self._image_to_make(scene)
+
+        async def speech_ready() -> _Speech:
+            speech = await audio_task
+            if early and speech.words is None:  # the captions' work: a failure is the clip's
+                await self._stage(scene.number, Stage.CLIP, self._span(speech))
+            return speech
+
+        image, speech = await asyncio.gather(self._image(scene), speech_ready())
         return await self._clip(plan, scene, image, speech)
+
+    def _image_to_make(self, scene: ScenePlan) -> bool:
+        """Whether the scene's picture must be asked for (it is not in the cache)."""
+        if scene.media is not None:
+            return False
+        key = image_key(self.images.name, scene.image)
+        return self.cache.lookup("image", key, IMAGE_SUFFIXES) is None
+
+    async def _span(self, speech: _Speech) -> tuple[float, float]:
+        """The narration's spoken span (start, end), found once per render."""
+        span = self._spans.get(speech.path)
+        if span is None:
+            span = self._spans[speech.path] = await speech_span(speech.path, speech.seconds)
+        return span
 
     async def _scene_sequential(self, plan: RenderPlan, scene: ScenePlan) -> SceneArtifacts:
         image = await self._image(scene)
@@ -522,7 +550,7 @@ class Renderer:
         if speech.words is not None:
             cues = cues_from_words(phrases, speech.words, speech.seconds)
         else:
-            start, end = await speech_span(speech.path, speech.seconds)
+            start, end = await self._span(speech)
             cues = cues_proportional(phrases, start, end)
         async with self.cache.writing("captions", key, ".ass") as temp:
             temp.write_text(ass_document(cues, config, plan.frame), encoding="utf-8")
