@@ -137,8 +137,11 @@ async def test_two_piper_voices_in_one_script(
     result = await render_plan(plan_render(parse_script(script), settings), settings,
                                tmp_path / "two.mp4")  # fmt: skip
     joe_1, slow, joe_3 = (s.audio_seconds for s in result.scenes)
-    assert joe_3 == pytest.approx(joe_1, abs=0.05)  # the default voice, the same audio
-    assert slow > 1.35 * joe_1  # the other speaker
+    # Piper samples each phoneme's length (its `noise_w`): one voice says one sentence in
+    # 1.35-1.46 s over 16 tries here, so "the same voice" is within 15 %, the 1.6x slower one
+    # well beyond it.
+    assert joe_3 == pytest.approx(joe_1, rel=0.15)  # the default voice
+    assert slow > 1.3 * max(joe_1, joe_3)  # the other speaker
     assert ffprobe(tmp_path / "two.mp4").duration > joe_1 + slow + joe_3
 
 
