@@ -79,6 +79,7 @@ class EditRun:
     scenes: int
     edits: tuple[Edit, ...]
     speech: bool  # the edit changes the narration (Regenerate does not)
+    sound_reused: bool = False  # every edit added the cached soundtrack: no sound pass ran
 
     @property
     def turnaround(self) -> float:
@@ -115,8 +116,8 @@ class EditRun:
 
     @property
     def sound_share(self) -> float:
-        """The sound pass's share of the turnaround."""
-        return self.parts.sound / self.turnaround
+        """The sound pass's share of the turnaround (none when the soundtrack was reused)."""
+        return 0.0 if self.sound_reused else self.parts.sound / self.turnaround
 
 
 EVENINGS = ("dusk", "dawn", "noon", "midnight", "twilight")
@@ -302,6 +303,7 @@ async def discord_regenerate(scenes: int, *, aspect: str, latencies: Latencies,
             settings = bench_settings(together, speech, data)
             plan = plan_render(parse_script(script), settings, aspect=frame)
             edits = []
+            soundtracks = len(list((data / "cache" / "soundtrack").rglob("*.m4a")))
             for version in range(1, rounds + 1):
                 await _until_done(fake, job, member)  # the video is posted a moment before
                 scene_message = next(
@@ -324,8 +326,10 @@ async def discord_regenerate(scenes: int, *, aspect: str, latencies: Latencies,
                 await _until_done(fake, job, member)
                 edits.append(Edit(turnaround, await time_parts(settings, plan, edited_number,
                                                                run_dir / "parts")))  # fmt: skip
+            # The narration is kept: each new video reused the first render's soundtrack.
+            reused = len(list((data / "cache" / "soundtrack").rglob("*.m4a"))) == soundtracks
     shutil.rmtree(run_dir, ignore_errors=True)
-    return EditRun("Discord Regenerate", scenes, tuple(edits), speech=False)
+    return EditRun("Discord Regenerate", scenes, tuple(edits), speech=False, sound_reused=reused)
 
 
 async def _until_done(fake: Any, job: int, member: str, timeout: float = 60) -> None:

@@ -342,12 +342,14 @@ def edit_section(runs: Sequence[EditRun], settings: str, measured: str) -> Secti
         rows.append([run.front, str(run.scenes), _s(run.turnaround), _s(parts.image),
                      _s(parts.speech) if run.speech else "(kept)", _s(parts.clip),
                      _s(parts.join), _s(parts.sound), _s(run.bound),
-                     f"{run.ratio:.2f}×", f"{run.sound_share:.0%}"])  # fmt: skip
+                     f"{run.ratio:.2f}×",
+                     "(reused)" if run.sound_reused else f"{run.sound_share:.0%}"])  # fmt: skip
     verdicts = [
-        f"{run.front}: {run.ratio:.2f}× the bound ({_verdict(run.met)}); the sound pass is "
-        f"{run.sound_share:.0%} of the turnaround"
+        f"{run.front}: {run.ratio:.2f}× the bound ({_verdict(run.met)}); "
+        + ("no sound pass ran (the soundtrack was reused)" if run.sound_reused else
+           f"the sound pass is {run.sound_share:.0%} of the turnaround")
         for run in runs
-    ]
+    ]  # fmt: skip
     target = (
         f"Target: a one-scene edit costs at most {EDIT_SLACK:g} × (one image + that scene's "
         "speech + one clip) + the join + the sound pass, each timed on its own in the same "
@@ -370,8 +372,12 @@ def edit_section(runs: Sequence[EditRun], settings: str, measured: str) -> Secti
         "to the fakes through the real clients; *clip*: the scene's clip encoded again "
         "(captions and all); *join*: the stream-copy join of the 12 clips; *sound pass*: "
         "loudness over the whole narration (it does not add up scene by scene, so an edit of "
-        "one scene pays for all of it). *bound* = "
-        f"{EDIT_SLACK:g} × (image + speech + clip) + join + sound pass (Regenerate: no speech).",
+        "one scene pays for all of it; timed uncached: measuring, mixing, encoding the AAC "
+        "and adding it to the video). *bound* = "
+        f"{EDIT_SLACK:g} × (image + speech + clip) + join + sound pass (Regenerate: no speech). "
+        "*(reused)*: the narration was kept, so the new video got the soundtrack cached by "
+        "the render before (checked: no soundtrack was made during the edits); the bound "
+        "still counts the sound pass, as the target does.",
     ])  # fmt: skip
     return Section("edit", "One-scene edit", _rich_table("One-scene edit", headers, rows),
                    markdown, [target])  # fmt: skip

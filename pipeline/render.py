@@ -51,7 +51,13 @@ from .own_media import MEDIA_KIND, OwnMedia
 from .places import os_reason
 from .plan import RenderPlan, ScenePlan
 from .proc import run_program
-from .soundtrack import NarrationPart, finish_sound, sound_pass_needed
+from .soundtrack import (
+    NarrationPart,
+    add_soundtrack,
+    make_soundtrack,
+    sound_pass_needed,
+    soundtrack_identity,
+)
 from .transitions import Piece, clip_keyframes, join_with_crossfades
 from .tts import TTSProvider, close_tts, make_tts
 from .tts.base import SharesCPU, WordMark, WordTimedTTS
@@ -291,8 +297,27 @@ class Renderer:
         parts = [NarrationPart(s.audio.resolve(), s.clip_seconds,
                                s.sound.resolve() if s.sound is not None else None)
                  for s in scenes]  # fmt: skip
-        await finish_sound(joined, out, parts, config=sound, music=plan.music, crossfades=fades,
-                           audio_bitrate=video.audio_bitrate, timeout=video.timeout)  # fmt: skip
+        track = await self._soundtrack(plan, parts, fades)
+        self._finishing = "adding the sound"
+        await add_soundtrack(joined, track, out, timeout=video.timeout)
+
+    async def _soundtrack(
+        self, plan: RenderPlan, parts: list[NarrationPart], fades: list[float]
+    ) -> Path:
+        """The finished soundtrack, from the cache when the narration, the scenes' lengths and
+        the music are those of an earlier render (a picture regenerated, a caption restyled):
+        its three passes over the whole narration are then skipped."""
+        video, sound = self.settings.video, self.settings.sound
+        key = content_key("soundtrack", **soundtrack_identity(
+            parts, config=sound, music=plan.music, crossfades=fades,
+            audio_bitrate=video.audio_bitrate))  # fmt: skip
+        if (cached := self.cache.lookup("soundtrack", key, ".m4a")) is not None:
+            return cached
+        async with self.cache.writing("soundtrack", key, ".m4a") as temp:
+            await make_soundtrack(temp, parts, config=sound, music=plan.music, crossfades=fades,
+                                  audio_bitrate=video.audio_bitrate,
+                                  timeout=video.timeout)  # fmt: skip
+        return self.cache.path("soundtrack", key, ".m4a")
 
     async def _scenes_pipelined(self, plan: RenderPlan) -> list[SceneArtifacts]:
         try:

@@ -29,6 +29,7 @@ import asyncio
 import hashlib
 import json
 import math
+import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,13 +47,16 @@ __all__ = [
     "MUSIC_SUFFIXES",
     "Loudness",
     "NarrationPart",
+    "add_soundtrack",
     "check_music",
     "clip_sound_stream",
     "finish_sound",
+    "make_soundtrack",
     "measure_loudness",
     "music_files",
     "pick_music",
     "sound_pass_needed",
+    "soundtrack_identity",
 ]
 
 MUSIC_SUFFIXES = frozenset({".mp3", ".m4a", ".aac", ".ogg", ".opus", ".flac", ".wav"})
@@ -63,6 +67,7 @@ DUCK_ATTACK_MS = 20
 DUCK_RELEASE_MS = 350
 MAX_MUSIC_GAIN_DB = 30.0
 MAX_CLIP_GAIN_DB = 12.0  # a quiet clip is lifted this much at most: its noise floor stays low
+SOUND_RECIPE = 1  # the soundtrack cache: a change to how a soundtrack is made bumps it
 LIMITER_HEADROOM = 1.0  # dB under the true-peak ceiling: the limiter works on samples
 
 
@@ -342,8 +347,36 @@ async def _normalized(make: Callable[[], Stream], config: SoundConfig, *, timeou
     return _loudnorm(_levelled(make(), gain, config), config, second)
 
 
-async def finish_sound(
-    video: Path,
+def soundtrack_identity(
+    parts: Sequence[NarrationPart],
+    *,
+    config: SoundConfig,
+    music: Path | None,
+    crossfades: Sequence[float] = (),
+    audio_bitrate: str = "160k",
+) -> dict[str, object]:
+    """Everything a soundtrack is made of, for its cache key. The WAVs and own clips are
+    cache artifacts named for what made them; their size and inode tell a file made again
+    (Piper never says a line twice the same) from the one measured. The music is the user's
+    file: its size and modification time."""
+
+    def file(path: Path | None, *, user: bool = False) -> list[object] | None:
+        if path is None:
+            return None
+        stat = path.stat()
+        return [str(path), stat.st_size, stat.st_mtime_ns if user else stat.st_ino]
+
+    return {
+        "recipe": SOUND_RECIPE,
+        "parts": [[file(p.audio), round(p.seconds, 6), file(p.clip_sound)] for p in parts],
+        "crossfades": [round(f, 6) for f in crossfades],
+        "music": file(music, user=True),
+        "sound": config.model_dump(mode="json"),
+        "bitrate": audio_bitrate,
+    }
+
+
+async def make_soundtrack(
     out: Path,
     parts: Sequence[NarrationPart],
     *,
@@ -353,7 +386,8 @@ async def finish_sound(
     audio_bitrate: str = "160k",
     timeout: float = 600.0,
 ) -> None:
-    """Write `out`: `video`'s video stream copied, with the new soundtrack."""
+    """Write `out` (AAC in MP4, audio only): the narration of `parts`, the music and the own
+    clips' sound under it, at the loudness target."""
     crossfades = list(crossfades) or [0.0] * (len(parts) - 1)
     seconds = sum(p.seconds for p in parts) - sum(crossfades)
     clips = any(p.clip_sound is not None for p in parts)
@@ -394,11 +428,40 @@ async def finish_sound(
         audio = await _normalized(lambda: soundtrack(gain, clip_gain), config, timeout=timeout)
     else:
         audio = _stereo(soundtrack(gain, clip_gain))
-    stream = ffmpeg.output(
-        ffmpeg.input(str(video)).video, audio, str(out),
-        vcodec="copy", acodec="aac", audio_bitrate=audio_bitrate, ar=AUDIO_RATE, ac=2,
-        map_metadata=0, movflags="+faststart", f="mp4",
-    )  # fmt: skip
+    stream = ffmpeg.output(audio, str(out), acodec="aac", audio_bitrate=audio_bitrate,
+                           ar=AUDIO_RATE, ac=2, f="mp4")  # fmt: skip
     argv = _global(stream)
     argv[argv.index("info")] = "error"
     await run_for_log(argv, what="ffmpeg (sound)", timeout=timeout)
+
+
+async def add_soundtrack(video: Path, audio: Path, out: Path, *, timeout: float = 600.0) -> None:
+    """Write `out`: `video`'s video stream and `audio`'s sound, both copied, `video`'s tags."""
+    stream = ffmpeg.output(
+        ffmpeg.input(str(video)).video, ffmpeg.input(str(audio)).audio, str(out),
+        vcodec="copy", acodec="copy", map_metadata=0, movflags="+faststart", f="mp4",
+    )  # fmt: skip
+    argv = _global(stream)
+    argv[argv.index("info")] = "error"
+    await run_for_log(argv, what="ffmpeg (adding the sound)", timeout=timeout)
+
+
+async def finish_sound(
+    video: Path,
+    out: Path,
+    parts: Sequence[NarrationPart],
+    *,
+    config: SoundConfig,
+    music: Path | None,
+    crossfades: Sequence[float] = (),
+    audio_bitrate: str = "160k",
+    timeout: float = 600.0,
+) -> None:
+    """Write `out`: `video`'s video stream copied, with a new soundtrack (made beside `out`)."""
+    track = out.with_name(f".{out.stem}.{uuid.uuid4().hex[:8]}.sound.m4a")
+    try:
+        await make_soundtrack(track, parts, config=config, music=music, crossfades=crossfades,
+                              audio_bitrate=audio_bitrate, timeout=timeout)  # fmt: skip
+        await add_soundtrack(video, track, out, timeout=timeout)
+    finally:
+        track.unlink(missing_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ from bench.media import dot_chart, make_script, photo
 from bench.quality import render_reference, ssim
 from bench.queue import keys_run, queue_run
 from bench.render import render_once, summarize
-from bench.report import Section, speech_section, write_results
+from bench.report import Section, edit_section, speech_section, write_results
 from bench.speech import RenderRace, speech_rates
 from pipeline.aspect import Size
 from pipeline.config import VideoConfig
@@ -239,6 +240,11 @@ def test_an_edit_changes_one_scene_and_the_bound_adds_up() -> None:
     regen = EditRun("Discord Regenerate", 12, (Edit(7.5, parts),), speech=False)
     assert regen.bound == pytest.approx(1.1 * 5.0 + 1.9) and not regen.met
     assert regen.sound_share == pytest.approx(1.5 / 7.5)
+    reused = replace(regen, sound_reused=True)
+    assert reused.sound_share == 0 and reused.bound == regen.bound  # the bound still counts it
+    section = edit_section([cli, reused], "settings", "measured")
+    assert "| (reused) |" in section.markdown and "| 20% |" in section.markdown
+    assert "no sound pass ran" in section.markdown
 
 
 async def test_the_queue_and_two_keys_are_measured(tmp_path: Path) -> None:

@@ -265,3 +265,58 @@ async def test_scenes_with_the_same_narration_share_one_wav(
     probe = ffprobe(out)
     assert abs(probe.duration - sum(s.clip_seconds for s in result.scenes)) < 0.2
     assert abs(integrated_loudness(out) - settings.sound.loudness_target) <= 1.0
+
+
+def audio_packets(path: Path) -> list[str]:
+    """An MD5 of every audio packet as stored."""
+    out = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:a", "-c", "copy",
+         "-f", "framemd5", "-"],
+        capture_output=True, text=True, check=True, timeout=120,
+    ).stdout  # fmt: skip
+    return [line.rsplit(",", 1)[1].strip() for line in out.splitlines() if line[:1].isdigit()]
+
+
+async def test_a_picture_edit_reuses_the_soundtrack_a_narration_or_music_edit_does_not(
+    make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    """The sound pass reads the whole narration three times; when only pictures changed, the
+    soundtrack made last time is added as it is."""
+    music = make_music(tmp_path / "tone.ogg")
+    settings = make_settings(sound={"music": str(music)}, captions={"enabled": False})
+    folder = settings.storage.data_dir / "cache" / "soundtrack"
+
+    def tracks() -> list[Path]:
+        return sorted(folder.rglob("*.m4a"))
+
+    async def render_text(text: str, out: Path) -> RenderResult:
+        return await render_plan(plan_render(parse_script(text), settings), settings, out)
+
+    first = await render_text(SCRIPT, tmp_path / "first.mp4")
+    [track] = tracks()
+    made = track.stat().st_ino
+
+    # A new picture for scene 1: the same narration, the same lengths.
+    pictured = SCRIPT.replace("## 1\n", "## 1\nimage: a red lamp at night\n")
+    second = await render_text(pictured, tmp_path / "second.mp4")
+    assert second.scenes[0].image != first.scenes[0].image
+    assert packet_hashes(tmp_path / "second.mp4") != packet_hashes(tmp_path / "first.mp4")
+    assert tracks() == [track] and track.stat().st_ino == made
+    assert audio_packets(tmp_path / "second.mp4") == audio_packets(tmp_path / "first.mp4")
+    probe = ffprobe(tmp_path / "second.mp4")
+    clips = sum(s.clip_seconds for s in second.scenes)
+    assert abs(probe.duration - clips) < 0.05
+    assert abs(float(probe.stream("audio")["start_time"])) < 0.01
+    assert abs(float(probe.stream("audio")["duration"]) - clips) < 0.05
+    assert probe.tags.get("title") == "Sound"
+
+    # Another track under the same name: measured and mixed again.
+    make_music(music, seconds=2.5)
+    await render_text(pictured, tmp_path / "third.mp4")
+    assert len(tracks()) == 2
+
+    # A changed line: the narration is read again, and lands on the loudness target.
+    spoken = pictured.replace("polished the glass", "cleaned the glass")
+    await render_text(spoken, tmp_path / "fourth.mp4")
+    assert len(tracks()) == 3
+    assert abs(integrated_loudness(tmp_path / "fourth.mp4") - settings.sound.loudness_target) <= 1
