@@ -4,6 +4,7 @@ process (GPL, never imported here), its phoneme alignments timing the captions."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -16,6 +17,7 @@ import pytest
 from pipeline.captions import parse_ass_events
 from pipeline.config import TTSConfig
 from pipeline.errors import ConfigError, SceneFailed, TTSError
+from pipeline.job_order import PROGRAM_NICENESS
 from pipeline.plan import plan_render
 from pipeline.render import render_plan
 from pipeline.script import parse_script
@@ -309,3 +311,36 @@ async def test_a_voice_file_that_is_not_a_model_fails_the_scene_in_words(tmp_pat
     assert message.startswith("Piper stopped while loading the voice: cannot load the Piper "
                               f"voice {broken}")  # fmt: skip
     assert "Traceback" not in message and tts.worker_pids() == []
+
+
+async def test_the_piper_helper_runs_below_reelbot_as_every_program_it_starts(
+    tmp_path: Path,
+) -> None:
+    before = _piper_helpers()
+    tts = PiperTTS(TTSConfig(provider="piper"))
+    try:
+        await tts.synthesize("A word.", voice="en", speed=1.0, out=tmp_path / "a.wav")
+        [helper] = _piper_helpers() - before
+        # Every thread (onnxruntime's too, started after the process was lowered).
+        threads = os.listdir(f"/proc/{helper}/task")
+        assert len(threads) > 1
+        ours = os.getpriority(os.PRIO_PROCESS, 0)
+        assert {os.getpriority(os.PRIO_PROCESS, int(t)) for t in threads} == {
+            min(19, ours + PROGRAM_NICENESS)
+        }
+    finally:
+        await tts.aclose()
+
+
+def _piper_helpers() -> set[int]:
+    """This process's children running the Piper helper."""
+    found = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            if (
+                parent == os.getpid()
+                and b"_piper_worker.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            ):
+                found.add(int(pid))
+    return found

@@ -29,6 +29,8 @@ from typing import Any, Literal
 
 from ..config import TTSConfig
 from ..errors import ConfigError, TTSError
+from ..job_order import PROGRAM_NICENESS
+from ..proc import lower_priority
 from .align import TextWord, align_words, text_words
 from .base import VoiceInfo, WordMark
 
@@ -319,6 +321,9 @@ class _Worker:
             stderr=asyncio.subprocess.PIPE,
             limit=_LINE_LIMIT,
         )
+        # Shared by every render: below reelbot, as every program it starts, but never as
+        # low as a later render's (its threads are started later, and inherit this).
+        lower_priority(process.pid, PROGRAM_NICENESS)
         self._process = process
         self._stderr.clear()
         self._drain = asyncio.create_task(self._read_stderr(process), name="piper-stderr")
