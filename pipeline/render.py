@@ -354,10 +354,12 @@ class Renderer:
 
     def _image_to_make(self, scene: ScenePlan) -> bool:
         """Whether the scene's picture must be asked for (it is not in the cache)."""
-        if scene.media is not None:
-            return False
-        key = image_key(self.images.name, scene.image)
-        return self.cache.lookup("image", key, IMAGE_SUFFIXES) is None
+        return scene.media is None and self._cached_image(scene.image)[1] is None
+
+    def _cached_image(self, request: ImageRequest) -> tuple[str, Path | None]:
+        """The picture's cache key, and the picture if the cache has it (not checked)."""
+        key = image_key(self.images.name, request)
+        return key, self.cache.lookup("image", key, IMAGE_SUFFIXES)
 
     async def _span(self, speech: _Speech) -> tuple[float, float]:
         """The narration's spoken span (start, end), found once per render."""
@@ -428,10 +430,9 @@ class Renderer:
         if scene.media is not None:
             return await self._own_image(scene.number, scene.media)
         request = scene.image
-        key = image_key(self.images.name, request)
+        key, cached = self._cached_image(request)
         seed = request.seed
         limits = self.settings.limits
-        cached = self.cache.lookup("image", key, IMAGE_SUFFIXES)
         if cached is not None:
             picture = await self._reusable(cached, check_image_file(cached, limits, cached=True))
             cached = cached if picture is not None else None
@@ -449,7 +450,7 @@ class Renderer:
             flight still finishes."""
             self._stop_if_failing()
             # Made while this one waited: a cancelled render's image, finished in the slot.
-            if (made := self.cache.lookup("image", key, IMAGE_SUFFIXES)) is not None:
+            if (made := self._cached_image(request)[1]) is not None:
                 done(made, Status.CACHED)
                 return made, False
             self._scene_event(scene.number, Stage.IMAGE, Status.STARTED, seed=seed)
@@ -466,7 +467,7 @@ class Renderer:
                 # is not asked for (this render is lost).
                 self._failing = True
                 raise
-            made = self.cache.lookup("image", key, IMAGE_SUFFIXES)
+            made = self._cached_image(request)[1]
             if made is None:  # removed between the write and now: say so, do not guess
                 raise ImageError(f"scene {scene.number}'s image left the cache as it was made")
             done(made, Status.DONE)
