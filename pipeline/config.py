@@ -198,7 +198,7 @@ class CaptionsConfig(ConfigSection):
 
 
 class SoundConfig(ConfigSection):
-    # Normalise the whole video's loudness (EBU R128, two-pass loudnorm) after the join.
+    # Normalise the whole video's loudness (EBU R128: measured, levelled, limited) after the join.
     normalize: bool = True
     loudness_target: float = Field(-16.0, ge=-40, le=-5)
     true_peak: float = Field(-1.5, ge=-9, le=0)

@@ -64,6 +64,7 @@ from .tts.base import SharesCPU, WordMark, WordTimedTTS
 from .video import (
     ClipSpec,
     clip_frames,
+    clip_seconds,
     encode_clip,
     encode_media_clip,
     join_clips,
@@ -157,6 +158,8 @@ class Renderer:
         self._finishing = "joining the clips"  # what the post-scene step is doing, for errors
         # Each narration's spoken span (start, end), found once, for captions without word times.
         self._spans: dict[Path, tuple[float, float]] = {}
+        # The soundtrack, being made while the pictures are (`_soundtrack_from_speech`).
+        self._early_sound: asyncio.Task[tuple[list[NarrationPart], Path]] | None = None
 
     # ------------------------------------------------------------ events
 
@@ -221,6 +224,7 @@ class Renderer:
         self._over = False
         self._finishing = "joining the clips"
         self._spans = {}
+        self._early_sound = None
         self._emit(JobStarted(0.0, plan.title, len(plan.scenes)))
         try:
             with in_job_order(self.order):  # its tasks and slot requests are served in job order
@@ -248,8 +252,16 @@ class Renderer:
         if sequential:
             scenes = [await self._scene_sequential(plan, s) for s in plan.scenes]
         else:
-            scenes = await self._scenes_pipelined(plan)
+            try:
+                scenes = await self._scenes_pipelined(plan)
+            except BaseException:
+                await self._drop_early_sound()
+                raise
         if not join:
+            # Made meanwhile for the join that follows the review: cached, or its error told.
+            if self._early_sound is not None:
+                self._finishing = "mixing the sound"
+                await self._early_sound
             seconds = sum(s.clip_seconds for s in scenes)
             return RenderResult(out, seconds, scenes, list(self.events))
         self._scene_event(0, Stage.JOIN, Status.STARTED)
@@ -262,6 +274,7 @@ class Renderer:
             await self._join_and_mix(plan, scenes, joined, temp)
             temp.replace(out)
         finally:
+            await self._drop_early_sound()
             temp.unlink(missing_ok=True)
             joined.unlink(missing_ok=True)
         duration = await probe_duration(out)
@@ -297,7 +310,11 @@ class Renderer:
         parts = [NarrationPart(s.audio.resolve(), s.clip_seconds,
                                s.sound.resolve() if s.sound is not None else None)
                  for s in scenes]  # fmt: skip
-        track = await self._soundtrack(plan, parts, fades)
+        early = self._early_sound
+        if early is not None and not fades and (await early)[0] == parts:
+            track = early.result()[1]
+        else:
+            track = await self._soundtrack(plan, parts, fades)
         self._finishing = "adding the sound"
         await add_soundtrack(joined, track, out, timeout=video.timeout)
 
@@ -319,6 +336,43 @@ class Renderer:
                                   timeout=video.timeout)  # fmt: skip
         return self.cache.path("soundtrack", key, ".m4a")
 
+    def _sound_early(self, plan: RenderPlan) -> bool:
+        """Whether the soundtrack can be made as soon as every narration exists, while the
+        pictures and clips are still being made: a sound pass is needed, and no crossfade
+        (whose lengths the join decides)."""
+        video = self.settings.video
+        crossfade = video.crossfade > 0 and len(plan.scenes) > 1
+        clip_sound = any(self._scene_sound(scene) is not None for scene in plan.scenes)
+        needed = sound_pass_needed(self.settings.sound, music=plan.music, crossfade=False,
+                                   clip_sound=clip_sound)  # fmt: skip
+        return needed and not crossfade
+
+    async def _soundtrack_from_speech(
+        self, plan: RenderPlan, speech: list[asyncio.Task[_Speech]]
+    ) -> tuple[list[NarrationPart], Path]:
+        """The soundtrack, made (or found) as soon as every narration exists: it needs only
+        the narrations and the clips' lengths, which follow from them. Off the critical path:
+        the join then only adds it (unless a scene turned out otherwise)."""
+        video = self.settings.video
+        done = await asyncio.gather(*speech)
+        parts = []
+        for scene, said in zip(plan.scenes, done, strict=True):
+            sound = self._scene_sound(scene)
+            parts.append(NarrationPart(said.path.resolve(), clip_seconds(said.seconds, video),
+                                       sound.resolve() if sound is not None else None))  # fmt: skip
+        return parts, await self._soundtrack(plan, parts, [])
+
+    async def _drop_early_sound(self) -> None:
+        """Stop the early soundtrack if it is still being made (its ffmpeg is killed); its
+        failure, if it failed, is not this render's news any more."""
+        task, self._early_sound = self._early_sound, None
+        if task is None:
+            return
+        task.cancel()  # (nothing, if it is done)
+        await asyncio.wait([task])  # its ffmpeg reaped; a cancel of this render still comes
+        if not task.cancelled():
+            task.exception()  # looked at: never "a task exception was never retrieved"
+
     async def _scenes_pipelined(self, plan: RenderPlan) -> list[SceneArtifacts]:
         try:
             async with asyncio.TaskGroup() as group:
@@ -327,6 +381,10 @@ class Renderer:
                     group.create_task(self._audio(scene), name=f"audio-{scene.number}")
                     for scene in plan.scenes
                 ]
+                if self._sound_early(plan):  # outside the group: a failure is told at the join
+                    self._early_sound = asyncio.create_task(
+                        self._soundtrack_from_speech(plan, audio_tasks), name="soundtrack"
+                    )
                 scene_tasks = [
                     group.create_task(self._scene(plan, scene, audio), name=f"scene-{scene.number}")
                     for scene, audio in zip(plan.scenes, audio_tasks, strict=True)
@@ -510,6 +568,13 @@ class Renderer:
         self._scene_event(number, Stage.IMAGE, Status.CACHED, path=path)
         return path
 
+    def _scene_sound(self, scene: ScenePlan) -> Path | None:
+        """The scene's own video clip, when its sound goes under the narration."""
+        media = scene.media
+        if media is None or media.kind != "video" or not media.sound:
+            return None
+        return media.path if self.settings.video.clip_audio == "duck" else None
+
     async def _clip(
         self, plan: RenderPlan, scene: ScenePlan, image: Path, speech: _Speech
     ) -> SceneArtifacts:
@@ -532,12 +597,9 @@ class Renderer:
             pad=video.pad_seconds, crf=video.crf, preset=video.preset,
             audio_bitrate=video.audio_bitrate, captions=captions, keyframes=keyframes,
         )  # fmt: skip
-        sound = None
-        if own_clip is not None and own_clip.sound and video.clip_audio == "duck":
-            sound = own_clip.path
         done = SceneArtifacts(scene.number, audio, seconds, image,
                               self.cache.path("clip", key, ".mp4"), spec.seconds,
-                              sound=sound)  # fmt: skip
+                              sound=self._scene_sound(scene))  # fmt: skip
         if self.cache.lookup("clip", key, ".mp4") is not None:
             if captions is not None:
                 done = replace(done, captions=self.cache.lookup("captions", key, ".ass"))

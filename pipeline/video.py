@@ -29,6 +29,7 @@ __all__ = [
     "ClipSpec",
     "clip_argv",
     "clip_frames",
+    "clip_seconds",
     "codec_args",
     "concat_argv",
     "encode_clip",
@@ -69,11 +70,16 @@ class ClipSpec:
 
     @property
     def seconds(self) -> float:
-        return self.frames / self.config.fps
+        return clip_seconds(self.audio_seconds, self.config)
 
 
 def clip_frames(audio_seconds: float, config: VideoConfig) -> int:
     return max(1, math.ceil((audio_seconds + config.pad_seconds) * config.fps))
+
+
+def clip_seconds(audio_seconds: float, config: VideoConfig) -> float:
+    """How long a scene's clip lasts: its narration and the pad, in whole frames."""
+    return clip_frames(audio_seconds, config) / config.fps
 
 
 def codec_args(config: VideoConfig) -> dict[str, object]:

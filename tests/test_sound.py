@@ -17,10 +17,12 @@ import pytest
 from PIL import Image, ImageChops
 
 from pipeline.errors import ConfigError
+from pipeline.events import ProgressEvent, SceneEvent, Stage, Status
 from pipeline.plan import plan_render
 from pipeline.render import RenderResult, render_plan
 from pipeline.script import parse_script
 from pipeline.soundtrack import pick_music
+from tests.fakes.together import FakeTogether
 
 from .conftest import SettingsFactory
 from .media import ffprobe, packet_count
@@ -320,3 +322,33 @@ async def test_a_picture_edit_reuses_the_soundtrack_a_narration_or_music_edit_do
     await render_text(spoken, tmp_path / "fourth.mp4")
     assert len(tracks()) == 3
     assert abs(integrated_loudness(tmp_path / "fourth.mp4") - settings.sound.loudness_target) <= 1
+
+
+async def test_the_soundtrack_is_made_while_the_pictures_are(
+    make_settings: SettingsFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every narration exists long before the last picture: the soundtrack is made then, so
+    after the last clip only the join and adding it remain."""
+    monkeypatch.setenv("TOGETHER_API_KEY", "tgp-test-key-0123456789abcdef")
+    async with FakeTogether(latency=2.0) as fake:
+        settings = make_settings(images={"provider": "together", "base_url": fake.base_url},
+                                 captions={"enabled": False})  # fmt: skip
+        folder = settings.storage.data_dir / "cache" / "soundtrack"
+        when_the_last_picture_came: list[list[Path]] = []
+
+        def look(event: ProgressEvent) -> None:
+            if (isinstance(event, SceneEvent) and event.scene == 2
+                    and event.stage is Stage.IMAGE and event.status is Status.DONE):  # fmt: skip
+                when_the_last_picture_came.append(sorted(folder.rglob("*.m4a")))
+
+        out = tmp_path / "v.mp4"
+        result = await render_plan(plan_render(parse_script(SCRIPT), settings), settings, out,
+                                   on_event=look)  # fmt: skip
+    assert len(fake.requests) == 2
+    [tracks] = when_the_last_picture_came
+    assert len(tracks) == 1  # made, and already in the cache
+    assert sorted(folder.rglob("*.m4a")) == tracks  # the join used it: none made after
+    probe = ffprobe(out)
+    clips = sum(s.clip_seconds for s in result.scenes)
+    assert abs(float(probe.stream("audio")["duration"]) - clips) < 0.05
+    assert abs(integrated_loudness(out) - settings.sound.loudness_target) <= 1.0
