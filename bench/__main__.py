@@ -225,8 +225,8 @@ async def run(args: argparse.Namespace, console: Console) -> list[Section]:
                     )
                     pairs.append(pair)
             settings = "Settings: " + _latency_text(plan.latencies, plan.chars) + (
-                "; default settings otherwise (captions on 9:16, loudness normalised in the "
-                "join), real ffmpeg, a fresh cache for every render."
+                "; default settings otherwise (captions on 9:16, loudness normalised), real "
+                "ffmpeg, a fresh cache for every render."
             )  # fmt: skip
             sections.append(render_section(pairs, settings, measured()))
             if pictures is not None and pairs:

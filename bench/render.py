@@ -35,7 +35,7 @@ class RenderRun:
     tts_finish: float  # when the last narration was done (all start at once when pipelined)
     last_scene: int  # the scene whose image came last
     last_clip: float  # encode of that scene's clip, measured in this run
-    join: float  # the join (and sound pass), measured in this run
+    join: float  # the join (and adding the soundtrack, or the sound pass), measured in this run
     video_seconds: float
     clips: dict[int, float] = field(default_factory=dict)  # every scene's clip encode
     events: tuple[ProgressEvent, ...] = field(default=(), repr=False)

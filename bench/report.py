@@ -116,7 +116,8 @@ def render_section(pairs: Sequence[RenderPair], settings: str, measured: str) ->
         _md_table(headers, rows),
         target,
         "*lower bound* = max(N × image latency, last narration done) + the encode of the clip "
-        "of the last image + the join (with the sound pass), both measured in the same run; "
+        "of the last image + the join (with adding the soundtrack, made beside the images; "
+        "in the sequential run, the whole sound pass), both measured in the same run; "
         "*efficiency* = lower bound / makespan. *strict*: the same with that clip's encode and "
         "the join each at the faster of their two measurements, in this run and in the "
         "sequential one (which encodes the same clip alone), so that encodes still running "
