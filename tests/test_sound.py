@@ -330,7 +330,7 @@ async def test_the_soundtrack_is_made_while_the_pictures_are(
     """Every narration exists long before the last picture: the soundtrack is made then, so
     after the last clip only the join and adding it remain."""
     monkeypatch.setenv("TOGETHER_API_KEY", "tgp-test-key-0123456789abcdef")
-    async with FakeTogether(latency=2.0) as fake:
+    async with FakeTogether(latency=3.0) as fake:  # 6 s of pictures: room on a busy machine
         settings = make_settings(images={"provider": "together", "base_url": fake.base_url},
                                  captions={"enabled": False})  # fmt: skip
         folder = settings.storage.data_dir / "cache" / "soundtrack"
