@@ -39,7 +39,12 @@ from pipeline.images import make_images
 from pipeline.plan import RenderPlan, plan_render
 from pipeline.render import Renderer, SceneArtifacts
 from pipeline.script import parse_script
-from pipeline.soundtrack import NarrationPart, finish_sound, sound_pass_needed
+from pipeline.soundtrack import (
+    NarrationPart,
+    add_soundtrack,
+    make_soundtrack,
+    sound_pass_needed,
+)
 from pipeline.tts import make_tts
 from pipeline.video import ClipSpec, encode_clip, join_clips
 
@@ -169,10 +174,16 @@ async def time_parts(settings: Settings, plan: RenderPlan, scene: int, scratch: 
     sound = 0.0
     if sound_pass_needed(settings.sound, music=plan.music, crossfade=False):
         parts = [NarrationPart(s.audio.resolve(), s.clip_seconds) for s in scenes]
-        sound, _ = await _timed(finish_sound(joined, scratch / "sound.mp4", parts,
-                                             config=settings.sound, music=plan.music,
-                                             audio_bitrate=settings.video.audio_bitrate,
-                                             timeout=settings.video.timeout))  # fmt: skip
+        timeout = settings.video.timeout
+
+        async def sound_pass() -> None:  # uncached: made, then added to the joined video
+            track = scratch / "sound.m4a"
+            await make_soundtrack(track, parts, config=settings.sound, music=plan.music,
+                                  audio_bitrate=settings.video.audio_bitrate,
+                                  timeout=timeout)  # fmt: skip
+            await add_soundtrack(joined, track, scratch / "sound.mp4", timeout=timeout)
+
+        sound, _ = await _timed(sound_pass())
     shutil.rmtree(scratch, ignore_errors=True)
     return Parts(image, speech, clip, join, sound)
 

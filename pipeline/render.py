@@ -310,9 +310,9 @@ class Renderer:
         parts = [NarrationPart(s.audio.resolve(), s.clip_seconds,
                                s.sound.resolve() if s.sound is not None else None)
                  for s in scenes]  # fmt: skip
-        early = self._early_sound
-        if early is not None and not fades and (await early)[0] == parts:
-            track = early.result()[1]
+        made = await self._early_sound if self._early_sound is not None else None
+        if made is not None and made[0] == parts:  # (made only where there are no crossfades)
+            track = made[1]
         else:
             track = await self._soundtrack(plan, parts, fades)
         self._finishing = "adding the sound"

@@ -32,7 +32,6 @@ import asyncio
 import hashlib
 import math
 import re
-import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -52,7 +51,6 @@ __all__ = [
     "add_soundtrack",
     "check_music",
     "clip_sound_stream",
-    "finish_sound",
     "make_soundtrack",
     "measure_loudness",
     "music_files",
@@ -255,9 +253,10 @@ def _levelled(stream: Stream, gain_db: float, config: SoundConfig) -> Stream:
     )
 
 
-def _global(stream: ffmpeg.nodes.OutputStream) -> list[str]:
+def _global(stream: ffmpeg.nodes.OutputStream, *, log: str = "info") -> list[str]:
+    """The argv; `log` "info" where the log holds a measurement, "error" elsewhere."""
     argv: list[str] = (
-        stream.global_args("-hide_banner", "-nostdin", "-loglevel", "info")
+        stream.global_args("-hide_banner", "-nostdin", "-loglevel", log)
         .overwrite_output()
         .compile()
     )
@@ -407,9 +406,7 @@ async def make_soundtrack(
         audio = _stereo(soundtrack(gain, clip_gain))
     stream = ffmpeg.output(audio, str(out), acodec="aac", audio_bitrate=audio_bitrate,
                            ar=AUDIO_RATE, ac=2, f="mp4")  # fmt: skip
-    argv = _global(stream)
-    argv[argv.index("info")] = "error"
-    await run_for_log(argv, what="ffmpeg (sound)", timeout=timeout)
+    await run_for_log(_global(stream, log="error"), what="ffmpeg (sound)", timeout=timeout)
 
 
 async def add_soundtrack(video: Path, audio: Path, out: Path, *, timeout: float = 600.0) -> None:
@@ -418,27 +415,5 @@ async def add_soundtrack(video: Path, audio: Path, out: Path, *, timeout: float 
         ffmpeg.input(str(video)).video, ffmpeg.input(str(audio)).audio, str(out),
         vcodec="copy", acodec="copy", map_metadata=0, movflags="+faststart", f="mp4",
     )  # fmt: skip
-    argv = _global(stream)
-    argv[argv.index("info")] = "error"
-    await run_for_log(argv, what="ffmpeg (adding the sound)", timeout=timeout)
-
-
-async def finish_sound(
-    video: Path,
-    out: Path,
-    parts: Sequence[NarrationPart],
-    *,
-    config: SoundConfig,
-    music: Path | None,
-    crossfades: Sequence[float] = (),
-    audio_bitrate: str = "160k",
-    timeout: float = 600.0,
-) -> None:
-    """Write `out`: `video`'s video stream copied, with a new soundtrack (made beside `out`)."""
-    track = out.with_name(f".{out.stem}.{uuid.uuid4().hex[:8]}.sound.m4a")
-    try:
-        await make_soundtrack(track, parts, config=config, music=music, crossfades=crossfades,
-                              audio_bitrate=audio_bitrate, timeout=timeout)  # fmt: skip
-        await add_soundtrack(video, track, out, timeout=timeout)
-    finally:
-        track.unlink(missing_ok=True)
+    await run_for_log(_global(stream, log="error"), what="ffmpeg (adding the sound)",
+                      timeout=timeout)  # fmt: skip
